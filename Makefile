@@ -1,0 +1,86 @@
+# grpc_green — build, test, demo and benchmark from a fresh machine.
+#   make demo   install what is missing, build, run the helloworld example
+#   make test   install what is missing, build, run GoogleTest and pytest
+#   make bench  side-by-side throughput against grpcio (h2load)
+#   make asan   extension built with AddressSanitizer, test suite under it
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+SYSTEM_PACKAGES := g++ make pkg-config libev-dev libnghttp2-dev libgtest-dev nghttp2-client python3-dev
+CXX ?= g++
+PY_CONFIG_CFLAGS = $(shell $(PY) -c "import sysconfig;print('-I'+sysconfig.get_paths()['include'])")
+GTEST_BIN := build/gtest/grpc_green_tests
+CORE_SO = $(wildcard grpc_green/_core*.so)
+
+.PHONY: all deps system-deps venv build demo test gtest pytest bench asan clean
+
+all: build
+
+# --- dependencies -----------------------------------------------------------
+
+system-deps: build/.system-deps
+build/.system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@mkdir -p build && touch $@
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements-dev.txt | build/.system-deps
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements-dev.txt
+	@touch $@
+
+deps: system-deps venv
+
+# --- build ------------------------------------------------------------------
+
+build: deps
+	$(PY) setup.py -q build_ext --inplace
+
+# --- tests ------------------------------------------------------------------
+
+GTEST_SRCS := $(wildcard csrc/tests/*.cpp)
+GTEST_LIB_SRCS := csrc/grpc_codec.cpp csrc/H2Session.cpp
+
+$(GTEST_BIN): $(GTEST_SRCS) $(GTEST_LIB_SRCS) $(wildcard csrc/*.hpp) | build/.system-deps
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -Wall -Werror -O1 -g -Icsrc -o $@ $(GTEST_SRCS) $(GTEST_LIB_SRCS) \
+	  -lgtest -lgtest_main -lnghttp2 -pthread
+
+gtest: $(GTEST_BIN)
+	$(GTEST_BIN)
+
+pytest: build
+	$(PY) -m pytest -q tests
+
+test: build gtest pytest
+
+# --- demo and benchmark -----------------------------------------------------
+
+demo: build
+	$(PY) examples/helloworld/run_demo.py
+
+bench: build
+	$(PY) bench/run.py
+
+# --- AddressSanitizer -------------------------------------------------------
+
+asan: deps
+	rm -f grpc_green/_core*.so
+	GRPC_GREEN_ASAN=1 $(PY) setup.py -q build_ext --inplace --force
+	LD_PRELOAD=$$($(CXX) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+	  $(PY) -m pytest -q -x tests
+	rm -f grpc_green/_core*.so
+	$(MAKE) build
+
+clean:
+	rm -rf build grpc_green/_core*.so *.egg-info
