@@ -1,0 +1,312 @@
+#include "H2Session.hpp"
+
+#include <cstring>
+
+namespace grpc_green {
+
+H2Session::H2Session(Role role, Delegate* delegate, const H2Settings& settings)
+    : role_(role), delegate_(delegate) {
+  static nghttp2_session_callbacks* callbacks = MakeCallbacks();
+  nghttp2_option* option = nullptr;
+  int rv = nghttp2_option_new(&option);
+  if (rv != 0) {
+    error_ = nghttp2_strerror(rv);
+    return;
+  }
+  nghttp2_option_set_max_send_header_block_length(option, 1 << 20);
+  if (role == kClient) {
+    rv = nghttp2_session_client_new2(&session_, callbacks, this, option);
+  } else {
+    rv = nghttp2_session_server_new2(&session_, callbacks, this, option);
+  }
+  nghttp2_option_del(option);
+  if (rv != 0) {
+    error_ = nghttp2_strerror(rv);
+    session_ = nullptr;
+    return;
+  }
+  nghttp2_settings_entry iv[5];
+  size_t n = 0;
+  iv[n++] = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, settings.initial_window_size};
+  iv[n++] = {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, settings.max_frame_size};
+  iv[n++] = {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+             static_cast<uint32_t>(settings.max_header_list_size)};
+  if (role == kClient) iv[n++] = {NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+  if (settings.max_concurrent_streams)
+    iv[n++] = {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, settings.max_concurrent_streams};
+  rv = nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, n);
+  if (rv == 0 && settings.connection_window_size > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE) {
+    rv = nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                               settings.connection_window_size);
+  }
+  if (rv != 0) error_ = nghttp2_strerror(rv);
+}
+
+H2Session::~H2Session() {
+  // Streams still attached are detached silently: their owners learn of the
+  // connection's end through CloseAllStreams(), which the IO layer calls
+  // first.
+  while (streams_) Detach(streams_);
+  if (session_) nghttp2_session_del(session_);
+}
+
+bool H2Session::Receive(const uint8_t* data, size_t len) {
+  if (!ok()) return false;
+  ssize_t rv = nghttp2_session_mem_recv(session_, data, len);
+  if (rv < 0) {
+    error_ = nghttp2_strerror(static_cast<int>(rv));
+    return false;
+  }
+  return true;
+}
+
+bool H2Session::CollectOutput(std::string& out) {
+  if (!session_) return false;
+  for (;;) {
+    const uint8_t* data = nullptr;
+    ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n < 0) {
+      error_ = nghttp2_strerror(static_cast<int>(n));
+      return false;
+    }
+    if (n == 0) return true;
+    out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+  }
+}
+
+bool H2Session::WantsOutput() const {
+  return session_ && nghttp2_session_want_write(session_);
+}
+
+bool H2Session::WantsIo() const {
+  return session_ && (nghttp2_session_want_read(session_) || nghttp2_session_want_write(session_));
+}
+
+int32_t H2Session::SubmitRequest(H2Stream* stream, const nghttp2_nv* nva, size_t nvlen) {
+  nghttp2_data_provider prd;
+  prd.source.ptr = stream;
+  prd.read_callback = ReadBody;
+  int32_t id = nghttp2_submit_request(session_, nullptr, nva, nvlen, &prd, stream);
+  if (id < 0) {
+    error_ = nghttp2_strerror(id);
+    return -1;
+  }
+  stream->body_started = true;
+  Attach(stream, id);
+  return id;
+}
+
+bool H2Session::SubmitResponse(H2Stream* stream, const nghttp2_nv* nva, size_t nvlen,
+                               bool end_stream) {
+  nghttp2_data_provider prd;
+  prd.source.ptr = stream;
+  prd.read_callback = ReadBody;
+  int rv = nghttp2_submit_response(session_, stream->id_, nva, nvlen, end_stream ? nullptr : &prd);
+  if (rv != 0) return false;
+  stream->body_started = !end_stream;
+  return true;
+}
+
+void H2Session::ResumeData(H2Stream* stream) {
+  if (stream->data_deferred && stream->attached()) {
+    stream->data_deferred = false;
+    nghttp2_session_resume_data(session_, stream->id_);
+  }
+}
+
+void H2Session::Reset(H2Stream* stream, uint32_t error_code) {
+  if (stream->attached())
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream->id_, error_code);
+}
+
+void H2Session::Abandon(H2Stream* stream, uint32_t error_code) {
+  if (!stream->attached()) return;
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream->id_, error_code);
+  Detach(stream);
+}
+
+void H2Session::Goaway(uint32_t error_code) {
+  if (!session_) return;
+  int32_t last = nghttp2_session_get_last_proc_stream_id(session_);
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, last, error_code, nullptr, 0);
+}
+
+void H2Session::CloseAllStreams(uint32_t error_code) {
+  while (streams_) {
+    H2Stream* s = streams_;
+    s->OnClose(error_code);
+    if (s->session_ == this) Detach(s);
+  }
+}
+
+void H2Session::ResetAllStreams(uint32_t error_code) {
+  for (H2Stream* s = streams_; s; s = s->next_)
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id_, error_code);
+}
+
+void H2Session::Attach(H2Stream* s, int32_t id) {
+  s->id_ = id;
+  s->session_ = this;
+  s->prev_ = nullptr;
+  s->next_ = streams_;
+  if (streams_) streams_->prev_ = s;
+  streams_ = s;
+  ++stream_count_;
+}
+
+void H2Session::Detach(H2Stream* s) {
+  if (s->session_ != this) return;
+  if (session_ && s->id_ > 0) nghttp2_session_set_stream_user_data(session_, s->id_, nullptr);
+  if (s->prev_) s->prev_->next_ = s->next_;
+  else streams_ = s->next_;
+  if (s->next_) s->next_->prev_ = s->prev_;
+  s->prev_ = s->next_ = nullptr;
+  s->session_ = nullptr;
+  --stream_count_;
+}
+
+H2Stream* H2Session::StreamOf(int32_t id) const {
+  return static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session_, id));
+}
+
+// ------------------------------------------------------------ callbacks
+
+int H2Session::OnBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void* ud) {
+  auto* self = static_cast<H2Session*>(ud);
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST ||
+      self->role_ != kServer)
+    return 0;
+  int32_t id = frame->hd.stream_id;
+  H2Stream* s = self->delegate_->NewStream(id);
+  if (!s) {
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
+    return 0;
+  }
+  self->Attach(s, id);
+  nghttp2_session_set_stream_user_data(session, id, s);
+  return 0;
+}
+
+int H2Session::OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                        void* ud) {
+  auto* self = static_cast<H2Session*>(ud);
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  H2Stream* s = self->StreamOf(frame->hd.stream_id);
+  if (!s) return 0;
+  std::string_view k(reinterpret_cast<const char*>(name), namelen);
+  std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+  bool trailers = frame->headers.cat == NGHTTP2_HCAT_HEADERS;
+  if (!trailers && self->role_ == kClient && k == ":status") {
+    int code = 0;
+    for (char c : v) code = code * 10 + (c - '0');  // nghttp2 validated 3 digits
+    s->http_status = code;
+    return 0;
+  }
+  (trailers ? s->trailers : s->headers).emplace_back(k, v);
+  return 0;
+}
+
+int H2Session::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+  auto* self = static_cast<H2Session*>(ud);
+  if (frame->hd.type == NGHTTP2_GOAWAY) {
+    self->delegate_->OnGoaway(frame->goaway.error_code, frame->goaway.last_stream_id);
+    return 0;
+  }
+  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
+  H2Stream* s = self->StreamOf(frame->hd.stream_id);
+  if (!s) return 0;
+  if (frame->hd.type == NGHTTP2_HEADERS) {
+    if (frame->headers.cat == NGHTTP2_HCAT_HEADERS) {
+      s->trailers_received = true;
+      s->OnTrailers();
+    } else {
+      s->headers_received = true;
+      s->OnHeaders();
+    }
+  }
+  if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && s->attached()) {
+    s->remote_ended = true;
+    s->OnRemoteEnd();
+  }
+  return 0;
+}
+
+int H2Session::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
+                           size_t len, void* ud) {
+  auto* self = static_cast<H2Session*>(ud);
+  H2Stream* s = self->StreamOf(stream_id);
+  if (!s || s->deframer.failed()) return 0;
+  size_t before = s->deframer.messages().size();
+  bool ok = s->deframer.Feed(data, len);
+  if (!ok || s->deframer.messages().size() != before) s->OnMessages();
+  return 0;
+}
+
+int H2Session::OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* ud) {
+  auto* self = static_cast<H2Session*>(ud);
+  H2Stream* s = self->StreamOf(stream_id);
+  if (!s) return 0;
+  s->OnClose(error_code);
+  self->Detach(s);
+  return 0;
+}
+
+ssize_t H2Session::ReadBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
+                            size_t length, uint32_t* data_flags, nghttp2_data_source*,
+                            void* ud) {
+  auto* self = static_cast<H2Session*>(ud);
+  H2Stream* s = self->StreamOf(stream_id);
+  if (!s) {
+    // The owner abandoned the stream; a reset is already queued.
+    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    return 0;
+  }
+  size_t n = s->pending_send();
+  if (n > length) n = length;
+  if (n) {
+    std::memcpy(buf, s->sendbuf.data() + s->send_off, n);
+    s->send_off += n;
+    if (s->send_off == s->sendbuf.size()) {
+      s->sendbuf.clear();
+      s->send_off = 0;
+    }
+  }
+  if (s->pending_send() == 0) {
+    if (s->send_closed) {
+      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (s->has_trailers) {
+        std::vector<nghttp2_nv> nva;
+        nva.reserve(s->send_trailers.size());
+        for (auto& h : s->send_trailers) {
+          nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(h.first.data())),
+                         reinterpret_cast<uint8_t*>(const_cast<char*>(h.second.data())),
+                         h.first.size(), h.second.size(), NGHTTP2_NV_FLAG_NONE});
+        }
+        if (nghttp2_submit_trailer(session, stream_id, nva.data(), nva.size()) == 0)
+          *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        s->has_trailers = false;
+      }
+    } else if (n == 0) {
+      s->data_deferred = true;
+      return NGHTTP2_ERR_DEFERRED;
+    }
+  }
+  return static_cast<ssize_t>(n);
+}
+
+int H2Session::OnInvalidFrame(nghttp2_session*, const nghttp2_frame*, int, void*) { return 0; }
+
+nghttp2_session_callbacks* H2Session::MakeCallbacks() {
+  nghttp2_session_callbacks* cb = nullptr;
+  if (nghttp2_session_callbacks_new(&cb) != 0) return nullptr;
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, OnBeginHeaders);
+  nghttp2_session_callbacks_set_on_header_callback(cb, OnHeader);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, OnFrameRecv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, OnDataChunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, OnStreamClose);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, OnInvalidFrame);
+  return cb;  // shared by every session, never freed
+}
+
+}  // namespace grpc_green

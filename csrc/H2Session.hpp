@@ -1,0 +1,167 @@
+// HTTP/2 sessions for gRPC: one nghttp2 session per connection, client or
+// server role, fed from and drained into memory buffers.
+//
+// Pure C++: no Python, no sockets, no event loop. The IO layer feeds
+// received bytes with Receive() and collects bytes to write with
+// CollectOutput(); the call layer subclasses H2Stream and reacts to its
+// hooks. This is also what the GoogleTest suite drives, two sessions
+// talking through strings.
+//
+// Ownership: an H2Session never owns its streams. A stream is attached by
+// SubmitRequest() (client) or returned by Delegate::NewStream() (server)
+// and detached right after its OnClose() hook (or by Abandon()); whoever
+// created it frees it, never during a hook of its own.
+//
+// Hooks are called from inside Receive() or CollectOutput(): they must not
+// call Receive()/CollectOutput() again, and must not switch greenlets.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "grpc_codec.hpp"
+
+namespace grpc_green {
+
+using Header = std::pair<std::string, std::string>;
+using Headers = std::vector<Header>;
+
+class H2Session;
+
+class H2Stream {
+ public:
+  explicit H2Stream(size_t max_recv_message) : deframer(max_recv_message) {}
+  virtual ~H2Stream() = default;
+
+  int32_t id() const { return id_; }
+  H2Session* session() const { return session_; }
+  bool attached() const { return session_ != nullptr; }
+
+  // --- receive side (filled by the session) ---
+  Headers headers;     // request (server) or response (client) headers
+  Headers trailers;    // client: trailers, or the headers of a Trailers-Only
+                       // response are in `headers` with headers_end_stream
+  bool headers_received = false;
+  bool trailers_received = false;
+  bool remote_ended = false;  // END_STREAM seen
+  int http_status = 0;        // client: value of :status
+  Deframer deframer;
+
+  // --- send side (drained by the session's data provider) ---
+  std::string sendbuf;
+  size_t send_off = 0;
+  bool send_closed = false;     // no more messages will be queued
+  bool has_trailers = false;    // server: submit `send_trailers` at the end
+  Headers send_trailers;
+  bool data_deferred = false;
+  bool body_started = false;    // a data provider is attached
+
+  size_t pending_send() const { return sendbuf.size() - send_off; }
+
+  // --- hooks (called inside Receive()/CollectOutput()) ---
+  virtual void OnHeaders() {}          // headers block complete
+  virtual void OnTrailers() {}         // client: trailers complete
+  virtual void OnMessages() {}         // deframer gained messages or failed
+  virtual void OnRemoteEnd() {}        // END_STREAM received
+  virtual void OnClose(uint32_t h2_error_code) {}  // last hook; detached after
+
+ private:
+  friend class H2Session;
+  int32_t id_ = -1;
+  H2Session* session_ = nullptr;
+  H2Stream* prev_ = nullptr;  // the session's list of attached streams
+  H2Stream* next_ = nullptr;
+};
+
+struct H2Settings {
+  uint32_t initial_window_size = 1 << 20;  // per stream
+  uint32_t connection_window_size = 4 << 20;
+  uint32_t max_concurrent_streams = 0;     // 0: leave nghttp2's default
+  uint32_t max_frame_size = 16384;
+  size_t max_header_list_size = 16384 * 4;
+};
+
+class H2Session {
+ public:
+  enum Role { kClient, kServer };
+
+  class Delegate {
+   public:
+    virtual ~Delegate() = default;
+    // Server: a peer opened stream `id`. Return the stream to attach, or
+    // nullptr to refuse it with RST_STREAM(REFUSED_STREAM).
+    virtual H2Stream* NewStream(int32_t id) { return nullptr; }
+    // The peer sent GOAWAY.
+    virtual void OnGoaway(uint32_t error_code, int32_t last_stream_id) {}
+  };
+
+  H2Session(Role role, Delegate* delegate, const H2Settings& settings);
+  ~H2Session();
+  H2Session(const H2Session&) = delete;
+  H2Session& operator=(const H2Session&) = delete;
+
+  bool ok() const { return session_ != nullptr && error_.empty(); }
+  const std::string& error() const { return error_; }
+  Role role() const { return role_; }
+
+  // Feeds bytes read from the peer. Returns false on a connection-level
+  // error (error() says which); the connection must then be closed.
+  bool Receive(const uint8_t* data, size_t len);
+  // Appends everything the session wants to send to `out`.
+  bool CollectOutput(std::string& out);
+  bool WantsOutput() const;
+  // False once both sides are done (after GOAWAY and all streams closed).
+  bool WantsIo() const;
+
+  // Client: opens a stream with `headers` (pseudo headers first) and a body
+  // taken from stream->sendbuf. Returns the stream id or -1.
+  int32_t SubmitRequest(H2Stream* stream, const nghttp2_nv* nva, size_t nvlen);
+  // Server: response headers; with `end_stream` they are a Trailers-Only
+  // response. Otherwise a body follows from sendbuf, ended by trailers.
+  bool SubmitResponse(H2Stream* stream, const nghttp2_nv* nva, size_t nvlen,
+                      bool end_stream);
+  // More of sendbuf is ready, or send_closed/has_trailers changed.
+  void ResumeData(H2Stream* stream);
+  // RST_STREAM; the stream's OnClose() runs when nghttp2 closes it.
+  void Reset(H2Stream* stream, uint32_t error_code);
+  // Resets the stream and detaches it at once: no hook runs for it again.
+  void Abandon(H2Stream* stream, uint32_t error_code);
+  // GOAWAY with the last stream id processed so far.
+  void Goaway(uint32_t error_code);
+  // Connection lost: calls OnClose(error_code) on every attached stream and
+  // detaches them all.
+  void CloseAllStreams(uint32_t error_code);
+  // RST_STREAM for every attached stream (server shutdown without grace).
+  void ResetAllStreams(uint32_t error_code);
+  size_t stream_count() const { return stream_count_; }
+
+ private:
+  static nghttp2_session_callbacks* MakeCallbacks();
+  static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame*, void*);
+  static int OnHeader(nghttp2_session*, const nghttp2_frame*, const uint8_t*, size_t,
+                      const uint8_t*, size_t, uint8_t, void*);
+  static int OnFrameRecv(nghttp2_session*, const nghttp2_frame*, void*);
+  static int OnDataChunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
+  static int OnStreamClose(nghttp2_session*, int32_t, uint32_t, void*);
+  static ssize_t ReadBody(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*,
+                          nghttp2_data_source*, void*);
+  static int OnInvalidFrame(nghttp2_session*, const nghttp2_frame*, int, void*);
+
+  void Attach(H2Stream* s, int32_t id);
+  void Detach(H2Stream* s);
+  H2Stream* StreamOf(int32_t id) const;
+
+  Role role_;
+  Delegate* delegate_;
+  nghttp2_session* session_ = nullptr;
+  std::string error_;
+  H2Stream* streams_ = nullptr;
+  size_t stream_count_ = 0;
+};
+
+}  // namespace grpc_green

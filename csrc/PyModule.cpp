@@ -1,0 +1,204 @@
+// grpc_green._core: module init, the Event type and the hub functions
+// (spawn, sleep) the Python layer builds on.
+#include <Python.h>
+
+#include <algorithm>
+
+#include <nghttp2/nghttp2ver.h>
+
+#include "PyTypes.hpp"
+#include "gg_refs.hpp"
+
+#ifndef GRPC_GREEN_VERSION
+#define GRPC_GREEN_VERSION "0.0.0"
+#endif
+
+namespace grpc_green {
+
+// ------------------------------------------------------------------ Event
+
+namespace {
+
+PyObject* Event_new(PyTypeObject* type, PyObject*, PyObject*) {
+  auto* self = reinterpret_cast<PyEventObject*>(type->tp_alloc(type, 0));
+  if (!self) return nullptr;
+  self->set = false;
+  self->waiters = new std::vector<Waiter*>();
+  return reinterpret_cast<PyObject*>(self);
+}
+
+void Event_dealloc(PyEventObject* self) {
+  delete self->waiters;
+  Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
+}
+
+PyObject* Event_set(PyEventObject* self, PyObject*) {
+  SetEvent(reinterpret_cast<PyObject*>(self));
+  Py_RETURN_NONE;
+}
+
+PyObject* Event_clear(PyEventObject* self, PyObject*) {
+  self->set = false;
+  Py_RETURN_NONE;
+}
+
+PyObject* Event_is_set(PyEventObject* self, PyObject*) { return PyBool_FromLong(self->set); }
+
+// Parses a timeout argument: None -> -1 (no limit), else seconds >= 0.
+bool ParseTimeout(PyObject* arg, double* out) {
+  if (!arg || arg == Py_None) {
+    *out = -1;
+    return true;
+  }
+  double t = PyFloat_AsDouble(arg);
+  if (t == -1.0 && PyErr_Occurred()) return false;
+  *out = t < 0 ? 0 : t;
+  return true;
+}
+
+PyObject* Event_wait(PyEventObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (self->set) Py_RETURN_TRUE;
+  double timeout;
+  if (!ParseTimeout(nargs > 0 ? args[0] : nullptr, &timeout)) return nullptr;
+  if (!Hub::Get()) return nullptr;
+  double deadline = timeout < 0 ? -1 : MonotonicNow() + timeout;
+  Py_INCREF(self);  // a waiter list must outlive the wait
+  Waiter w;
+  self->waiters->push_back(&w);
+  Waiter::Result r = Waiter::kWoken;
+  while (!self->set) {
+    double left = deadline < 0 ? -1 : deadline - MonotonicNow();
+    if (deadline >= 0 && left <= 0) break;
+    r = w.Wait(left);
+    if (r == Waiter::kError) break;
+  }
+  auto& ws = *self->waiters;
+  ws.erase(std::remove(ws.begin(), ws.end(), &w), ws.end());
+  bool set = self->set;
+  Py_DECREF(self);
+  if (r == Waiter::kError) return nullptr;
+  return PyBool_FromLong(set);
+}
+
+PyMethodDef Event_methods[] = {
+    {"set", (PyCFunction)Event_set, METH_NOARGS, "Sets the flag and wakes every waiter."},
+    {"clear", (PyCFunction)Event_clear, METH_NOARGS, nullptr},
+    {"is_set", (PyCFunction)Event_is_set, METH_NOARGS, nullptr},
+    {"wait", (PyCFunction)(void (*)(void))Event_wait, METH_FASTCALL,
+     "wait(timeout=None) -> bool: parks the calling greenlet until set."},
+    {nullptr, nullptr, 0, nullptr}};
+
+// --------------------------------------------------------- hub functions
+
+PyObject* mod_spawn(PyObject*, PyObject* args) {
+  Py_ssize_t n = PyTuple_GET_SIZE(args);
+  if (n < 1) {
+    PyErr_SetString(PyExc_TypeError, "spawn(callable, *args)");
+    return nullptr;
+  }
+  Hub* hub = Hub::Get();
+  if (!hub) return nullptr;
+  OwnedObject rest = OwnedObject::consuming(PyTuple_GetSlice(args, 1, n));
+  if (!rest || !hub->Spawn(PyTuple_GET_ITEM(args, 0), rest.get())) return nullptr;
+  Py_RETURN_NONE;
+}
+
+PyObject* mod_spawn_greenlet(PyObject*, PyObject* args) {
+  Py_ssize_t n = PyTuple_GET_SIZE(args);
+  if (n < 1) {
+    PyErr_SetString(PyExc_TypeError, "spawn_greenlet(callable, *args)");
+    return nullptr;
+  }
+  Hub* hub = Hub::Get();
+  if (!hub) return nullptr;
+  OwnedObject rest = OwnedObject::consuming(PyTuple_GetSlice(args, 1, n));
+  if (!rest) return nullptr;
+  return hub->SpawnGreenlet(PyTuple_GET_ITEM(args, 0), rest.get());
+}
+
+PyObject* mod_kill(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError, "kill(greenlet, exception)");
+    return nullptr;
+  }
+  Hub* hub = Hub::Get();
+  if (!hub || !hub->Kill(args[0], args[1])) return nullptr;
+  Py_RETURN_NONE;
+}
+
+PyObject* mod_monotonic(PyObject*, PyObject*) { return PyFloat_FromDouble(MonotonicNow()); }
+
+PyObject* mod_sleep(PyObject*, PyObject* arg) {
+  double t;
+  if (!ParseTimeout(arg, &t)) return nullptr;
+  if (t < 0) t = 0;
+  if (!Hub::Get()) return nullptr;
+  Waiter w;
+  double deadline = MonotonicNow() + t;
+  for (;;) {
+    if (w.Wait(t) == Waiter::kError) return nullptr;
+    t = deadline - MonotonicNow();
+    if (t <= 0) break;
+  }
+  Py_RETURN_NONE;
+}
+
+PyMethodDef module_methods[] = {
+    {"spawn", mod_spawn, METH_VARARGS,
+     "spawn(callable, *args): runs callable(*args) in a pooled greenlet on this thread's hub."},
+    {"spawn_greenlet", mod_spawn_greenlet, METH_VARARGS,
+     "spawn_greenlet(callable, *args) -> greenlet started on the hub's next pass."},
+    {"kill", (PyCFunction)(void (*)(void))mod_kill, METH_FASTCALL,
+     "kill(greenlet, exception): the hub throws exception into greenlet on its next pass."},
+    {"monotonic", mod_monotonic, METH_NOARGS, "The clock deadlines are measured on."},
+    {"sleep", mod_sleep, METH_O, "sleep(seconds): parks the calling greenlet; 0 yields."},
+    {nullptr, nullptr, 0, nullptr}};
+
+int module_exec(PyObject* m) {
+  if (!ImportGreenletApi()) return -1;
+  struct {
+    const char* name;
+    PyTypeObject* type;
+  } types[] = {{"Channel", &PyChannel_Type},
+               {"Server", &PyServer_Type},
+               {"ServerCall", &PyServerCall_Type},
+               {"Event", &PyEvent_Type}};
+  for (auto& t : types) {
+    if (PyType_Ready(t.type) < 0) return -1;
+    if (PyModule_AddObjectRef(m, t.name, reinterpret_cast<PyObject*>(t.type)) < 0) return -1;
+  }
+  if (PyModule_AddStringConstant(m, "NGHTTP2_VERSION", NGHTTP2_VERSION) < 0) return -1;
+  return 0;
+}
+
+PyModuleDef_Slot module_slots[] = {{Py_mod_exec, (void*)module_exec}, {0, nullptr}};
+
+PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "grpc_green._core",
+                          "grpc_green's engine: hub, HTTP/2 and calls.", 0, module_methods,
+                          module_slots, nullptr, nullptr, nullptr};
+
+}  // namespace
+
+PyTypeObject PyEvent_Type = [] {
+  PyTypeObject t = {PyVarObject_HEAD_INIT(nullptr, 0)};
+  t.tp_name = "grpc_green._core.Event";
+  t.tp_basicsize = sizeof(PyEventObject);
+  t.tp_flags = Py_TPFLAGS_DEFAULT;
+  t.tp_doc = "A flag that greenlets wait on cooperatively.";
+  t.tp_new = Event_new;
+  t.tp_dealloc = (destructor)Event_dealloc;
+  t.tp_methods = Event_methods;
+  return t;
+}();
+
+PyObject* NewEvent() { return Event_new(&PyEvent_Type, nullptr, nullptr); }
+
+void SetEvent(PyObject* event) {
+  auto* e = reinterpret_cast<PyEventObject*>(event);
+  e->set = true;
+  for (Waiter* w : *e->waiters) w->Wake();
+}
+
+}  // namespace grpc_green
+
+PyMODINIT_FUNC PyInit__core(void) { return PyModuleDef_Init(&grpc_green::module_def); }

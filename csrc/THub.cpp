@@ -1,0 +1,319 @@
+#include "THub.hpp"
+
+#include <greenlet.h>
+#include <pythread.h>
+
+#include <algorithm>
+
+namespace grpc_green {
+
+namespace {
+
+thread_local Hub* t_hub = nullptr;
+constexpr size_t kMaxIdleWorkers = 4096;
+
+PyObject* CurrentGreenlet() { return reinterpret_cast<PyObject*>(PyGreenlet_GetCurrent()); }
+
+PyObject* MainGreenletOf(PyObject* g) {
+  // Walks up the parents: the root is the thread's main greenlet.
+  Py_INCREF(g);
+  for (;;) {
+    PyGreenlet* parent = PyGreenlet_GetParent(reinterpret_cast<PyGreenlet*>(g));
+    if (!parent) {
+      PyErr_Clear();
+      return g;
+    }
+    Py_DECREF(g);
+    g = reinterpret_cast<PyObject*>(parent);
+  }
+}
+
+}  // namespace
+
+bool ImportGreenletApi() {
+  PyGreenlet_Import();
+  return _PyGreenlet_API != nullptr;
+}
+
+// ---------------------------------------------------------------- Waiter
+
+Waiter::Waiter() : hub_(Hub::Current()) {}
+
+Waiter::~Waiter() {
+  if (scheduled_ && hub_) hub_->Unschedule(this);
+  Py_CLEAR(greenlet_);
+}
+
+Waiter::Result Waiter::Wait(double timeout) {
+  if (!hub_ && !(hub_ = Hub::Get())) return kError;
+  if (!hub_->CheckThread()) return kError;
+  if (hub_->InHubGreenlet()) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "grpc_green: a blocking call cannot run on the hub greenlet");
+    return kError;
+  }
+  if (greenlet_) {
+    PyErr_SetString(PyExc_RuntimeError, "grpc_green: this waiter already has a greenlet waiting");
+    return kError;
+  }
+  greenlet_ = CurrentGreenlet();
+  woken_ = false;
+  if (timeout >= 0) {
+    if (!timer_) timer_ = hub_->io().NewTimer(this);
+    timer_->Start(timeout);
+  }
+  PyObject* r = hub_->SwitchToHub();
+  if (timer_) timer_->Stop();
+  Py_CLEAR(greenlet_);
+  if (scheduled_) hub_->Unschedule(this);
+  if (!r) return kError;
+  bool token = r == hub_->wake_token_.get();
+  Py_DECREF(r);
+  if (!token) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "grpc_green: unexpected switch into a greenlet waiting on grpc_green");
+    return kError;
+  }
+  return woken_ ? kWoken : kTimedOut;
+}
+
+void Waiter::Wake() {
+  if (!greenlet_) return;
+  woken_ = true;
+  if (!scheduled_) hub_->Schedule(this);
+}
+
+void Waiter::OnTimer() {
+  if (greenlet_ && !scheduled_) hub_->Schedule(this);
+}
+
+// ------------------------------------------------------------------- Hub
+
+Hub::Hub() : thread_id_(PyThread_get_thread_ident()) {}
+
+Hub* Hub::Current() { return t_hub; }
+
+Hub* Hub::Get() {
+  if (t_hub) return t_hub;
+  if (!_PyGreenlet_API) {
+    PyErr_SetString(PyExc_RuntimeError, "grpc_green: greenlet's C API is not available");
+    return nullptr;
+  }
+  auto* hub = new Hub();
+  if (!hub->Init()) {
+    delete hub;
+    return nullptr;
+  }
+  t_hub = hub;
+  return hub;
+}
+
+bool Hub::Init() {
+  io_ = NewNativeIoManager();
+  if (!io_) {
+    PyErr_SetString(PyExc_OSError, "grpc_green: cannot create the event loop");
+    return false;
+  }
+  static PyMethodDef run_hub_def = {"grpc_green_hub", (PyCFunction)RunHub, METH_VARARGS, nullptr};
+  static PyMethodDef run_worker_def = {"grpc_green_worker", (PyCFunction)RunWorker, METH_VARARGS,
+                                       nullptr};
+  capsule_ = OwnedObject::consuming(PyCapsule_New(this, "grpc_green.hub", nullptr));
+  if (!capsule_) return false;
+  run_hub_fn_ = OwnedObject::consuming(PyCFunction_New(&run_hub_def, capsule_.get()));
+  run_worker_fn_ = OwnedObject::consuming(PyCFunction_New(&run_worker_def, capsule_.get()));
+  wake_token_ = OwnedObject::consuming(PyObject_CallNoArgs((PyObject*)&PyBaseObject_Type));
+  if (!run_hub_fn_ || !run_worker_fn_ || !wake_token_) return false;
+  wake_args_ = OwnedObject::consuming(PyTuple_Pack(1, wake_token_.get()));
+  if (!wake_args_) return false;
+  OwnedObject current = OwnedObject::consuming(CurrentGreenlet());
+  if (!current) return false;
+  main_greenlet_ = OwnedObject::consuming(MainGreenletOf(current.get()));
+  return EnsureHubGreenlet();
+}
+
+bool Hub::EnsureHubGreenlet() {
+  if (hub_greenlet_ && !PyGreenlet_STARTED((PyGreenlet*)hub_greenlet_.get())) return true;
+  if (hub_greenlet_ && PyGreenlet_ACTIVE((PyGreenlet*)hub_greenlet_.get())) return true;
+  // Not created yet, or ended (it ends only when the loop found nothing to
+  // wait for): make a new one over the same loop.
+  hub_greenlet_ = OwnedObject::consuming(reinterpret_cast<PyObject*>(
+      PyGreenlet_New(run_hub_fn_.get(), reinterpret_cast<PyGreenlet*>(main_greenlet_.get()))));
+  return bool(hub_greenlet_);
+}
+
+bool Hub::CheckThread() const {
+  if (PyThread_get_thread_ident() == thread_id_) return true;
+  PyErr_SetString(PyExc_RuntimeError,
+                  "grpc_green: this object belongs to another thread's hub; "
+                  "create channels and servers in the thread that uses them");
+  return false;
+}
+
+bool Hub::InHubGreenlet() const {
+  PyObject* cur = CurrentGreenlet();
+  bool in_hub = cur == hub_greenlet_.get();
+  Py_XDECREF(cur);
+  return in_hub;
+}
+
+PyObject* Hub::SwitchToHub() {
+  if (!EnsureHubGreenlet()) return nullptr;
+  return PyGreenlet_Switch(reinterpret_cast<PyGreenlet*>(hub_greenlet_.get()), nullptr, nullptr);
+}
+
+void Hub::Schedule(Waiter* w) {
+  w->scheduled_ = true;
+  ready_.push_back({w, nullptr, nullptr, false});
+}
+
+void Hub::Unschedule(Waiter* w) {
+  for (auto& r : ready_) {
+    if (r.waiter == w) r.waiter = nullptr;
+  }
+  w->scheduled_ = false;
+}
+
+void Hub::Unmark(Flushable* f) {
+  if (!f->flush_pending) return;
+  dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), f), dirty_.end());
+  f->flush_pending = false;
+}
+
+bool Hub::Spawn(PyObject* callable, PyObject* args) {
+  PyObject* job = Py_BuildValue("((OO))", callable, args);
+  if (!job) return false;
+  PyObject* g;
+  if (!idle_workers_.empty()) {
+    g = idle_workers_.back();
+    idle_workers_.pop_back();
+  } else {
+    g = reinterpret_cast<PyObject*>(
+        PyGreenlet_New(run_worker_fn_.get(), reinterpret_cast<PyGreenlet*>(hub_greenlet_.get())));
+    if (!g) {
+      Py_DECREF(job);
+      return false;
+    }
+  }
+  ready_.push_back({nullptr, g, job, false});
+  return true;
+}
+
+PyObject* Hub::SpawnGreenlet(PyObject* callable, PyObject* args) {
+  if (!EnsureHubGreenlet()) return nullptr;
+  PyObject* g = reinterpret_cast<PyObject*>(
+      PyGreenlet_New(callable, reinterpret_cast<PyGreenlet*>(hub_greenlet_.get())));
+  if (!g) return nullptr;
+  Py_INCREF(g);
+  Py_INCREF(args);
+  ready_.push_back({nullptr, g, args, false});
+  return g;
+}
+
+bool Hub::Kill(PyObject* g, PyObject* exc) {
+  if (!PyGreenlet_Check(g)) {
+    PyErr_SetString(PyExc_TypeError, "kill() needs a greenlet");
+    return false;
+  }
+  Py_INCREF(g);
+  Py_INCREF(exc);
+  ready_.push_back({nullptr, g, exc, true});
+  return true;
+}
+
+bool Hub::Yield() {
+  Waiter w;
+  return w.Wait(0) != Waiter::kError;
+}
+
+PyObject* Hub::RunHub(PyObject* capsule, PyObject*) {
+  auto* hub = static_cast<Hub*>(PyCapsule_GetPointer(capsule, "grpc_green.hub"));
+  return hub ? hub->Loop() : nullptr;
+}
+
+PyObject* Hub::Loop() {
+  for (;;) {
+    RunReady();
+    FlushDirty();
+    if (!ready_.empty()) continue;
+    graveyard_.clear();
+    bool alive = io_->RunOnce(false);
+    if (!alive && ready_.empty() && dirty_.empty()) {
+      PyErr_SetString(PyExc_RuntimeError,
+                      "grpc_green: every greenlet is blocked and nothing can wake them "
+                      "(no socket or timer is being watched)");
+      return nullptr;  // raised in the main greenlet, the hub's parent
+    }
+  }
+}
+
+void Hub::RunReady() {
+  // Only what is queued now: greenlets that yield again go to the next pass,
+  // after the loop has polled for IO.
+  for (size_t n = ready_.size(); n > 0 && !ready_.empty(); --n) {
+    Ready r = ready_.front();
+    ready_.pop_front();
+    PyObject* result;
+    if (r.throw_into) {
+      auto* g = reinterpret_cast<PyGreenlet*>(r.greenlet);
+      result = PyGreenlet_ACTIVE(g) ? PyGreenlet_Throw(g, r.job, nullptr, nullptr) : Py_NewRef(Py_None);
+      Py_DECREF(r.greenlet);
+      Py_DECREF(r.job);
+    } else if (r.greenlet) {
+      result = PyGreenlet_Switch(reinterpret_cast<PyGreenlet*>(r.greenlet), r.job, nullptr);
+      Py_DECREF(r.greenlet);
+      Py_DECREF(r.job);
+    } else {
+      if (!r.waiter) continue;  // unscheduled
+      r.waiter->scheduled_ = false;
+      if (!r.waiter->greenlet_) continue;
+      result = PyGreenlet_Switch(reinterpret_cast<PyGreenlet*>(r.waiter->greenlet_),
+                                 wake_args_.get(), nullptr);
+    }
+    if (result) {
+      Py_DECREF(result);
+    } else {
+      PyErr_WriteUnraisable(hub_greenlet_.get());
+    }
+  }
+}
+
+void Hub::FlushDirty() {
+  while (!dirty_.empty()) {
+    std::vector<Flushable*> batch;
+    batch.swap(dirty_);
+    for (Flushable* f : batch) {
+      f->flush_pending = false;
+      f->Flush();
+    }
+  }
+}
+
+PyObject* Hub::RunWorker(PyObject* capsule, PyObject* args) {
+  auto* hub = static_cast<Hub*>(PyCapsule_GetPointer(capsule, "grpc_green.hub"));
+  if (!hub || PyTuple_GET_SIZE(args) != 1) return nullptr;
+  PyObject* job = PyTuple_GET_ITEM(args, 0);
+  Py_INCREF(job);
+  for (;;) {
+    PyObject* result = PyObject_Call(PyTuple_GET_ITEM(job, 0), PyTuple_GET_ITEM(job, 1), nullptr);
+    if (result) {
+      Py_DECREF(result);
+    } else if (PyErr_ExceptionMatches(PyExc_GreenletExit)) {
+      Py_DECREF(job);
+      return nullptr;
+    } else {
+      PyErr_WriteUnraisable(PyTuple_GET_ITEM(job, 0));
+    }
+    Py_DECREF(job);
+    if (hub->idle_workers_.size() >= kMaxIdleWorkers) Py_RETURN_NONE;
+    hub->idle_workers_.push_back(CurrentGreenlet());
+    job = hub->SwitchToHub();  // the hub switches back with the next job
+    if (!job) return nullptr;
+    if (!PyTuple_Check(job) || PyTuple_GET_SIZE(job) != 2) {
+      Py_DECREF(job);
+      PyErr_SetString(PyExc_RuntimeError, "grpc_green: unexpected switch into an idle worker");
+      return nullptr;
+    }
+  }
+}
+
+}  // namespace grpc_green

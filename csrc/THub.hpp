@@ -1,0 +1,152 @@
+// The hub: one per OS thread, a greenlet that runs the IO manager's loop
+// and switches to the greenlets whose waits have completed.
+//
+// Everything that blocks parks the calling greenlet on a Waiter and
+// switches to the hub. Event handlers (io, timers, nghttp2 hooks) never
+// switch: they Wake() waiters, which queues them; the hub then switches to
+// each queued greenlet once, in order ("wake many, switch once each"), and
+// afterwards flushes every connection marked dirty with one write each
+// ("writes are corked per hub iteration").
+//
+// Threading: a Hub and everything attached to it belong to the thread that
+// created it; Hub::Current() is per thread. Objects remember their hub and
+// refuse use from another thread (CheckThread()).
+//
+// This is the only translation unit that calls greenlet's C API.
+#pragma once
+
+#include <Python.h>
+
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "IoManager.hpp"
+#include "gg_refs.hpp"
+
+namespace grpc_green {
+
+class Hub;
+
+// Imports greenlet's C API; called once from module init.
+bool ImportGreenletApi();
+
+// Something with output to write at the end of the hub iteration.
+class Flushable {
+ public:
+  virtual void Flush() = 0;
+  bool flush_pending = false;
+
+ protected:
+  ~Flushable() = default;
+};
+
+// Deleted by the hub between iterations, never inside a handler.
+class Deferred {
+ public:
+  virtual ~Deferred() = default;
+};
+
+class Waiter final : private TimerHandler {
+ public:
+  enum Result { kError = -1, kTimedOut = 0, kWoken = 1 };
+
+  Waiter();
+  ~Waiter();
+  Waiter(const Waiter&) = delete;
+  Waiter& operator=(const Waiter&) = delete;
+
+  // Parks the current greenlet until Wake() or until `timeout` seconds pass
+  // (timeout < 0: no limit). kError means a Python error is set: an
+  // exception was thrown into the greenlet (it was killed), or the call was
+  // made on the hub itself.
+  Result Wait(double timeout = -1);
+  // Queues the waiting greenlet to resume; a no-op when nothing waits or a
+  // wake is already queued.
+  void Wake();
+  bool waiting() const { return greenlet_ != nullptr; }
+
+ private:
+  friend class Hub;
+  void OnTimer() override;
+  Hub* hub_;
+  PyObject* greenlet_ = nullptr;  // owned while waiting
+  bool scheduled_ = false;
+  bool woken_ = false;
+  std::unique_ptr<Timer> timer_;
+};
+
+class Hub {
+ public:
+  // The calling thread's hub, created on first use. nullptr with a Python
+  // error set on failure.
+  static Hub* Get();
+  // The calling thread's hub if there is one.
+  static Hub* Current();
+
+  IoManager& io() { return *io_; }
+  double Now() const { return MonotonicNow(); }
+
+  // True when the caller runs on this hub's thread; otherwise sets a
+  // RuntimeError and returns false.
+  bool CheckThread() const;
+  bool InHubGreenlet() const;
+
+  // Runs callable(*args) in a greenlet of the hub's pool. Returns false with
+  // a Python error set on failure.
+  bool Spawn(PyObject* callable, PyObject* args);
+  // Starts callable(*args) in a new greenlet of its own (parent: the hub),
+  // which the caller may later Kill(). New reference or NULL.
+  PyObject* SpawnGreenlet(PyObject* callable, PyObject* args);
+  // Has the hub throw `exc` into greenlet `g` on its next pass (a no-op if
+  // g has ended by then). The caller keeps running.
+  bool Kill(PyObject* g, PyObject* exc);
+  void MarkDirty(Flushable* f) {
+    if (!f->flush_pending) {
+      f->flush_pending = true;
+      dirty_.push_back(f);
+    }
+  }
+  void Unmark(Flushable* f);
+  void DeferDelete(Deferred* d) { graveyard_.emplace_back(d); }
+  // Parks the current greenlet until the next hub iteration.
+  bool Yield();
+
+ private:
+  friend class Waiter;
+  struct Ready {
+    Waiter* waiter;   // wake-up of a waiter, or
+    PyObject* greenlet;  // owned: a pool greenlet to start or resume
+    PyObject* job;       // owned: the switch arguments, or the exception
+    bool throw_into;     // throw `job` into `greenlet` instead of switching
+  };
+
+  Hub();
+  bool Init();
+  void Schedule(Waiter* w);
+  void Unschedule(Waiter* w);
+  // Switches from the current greenlet to the hub; new reference or NULL.
+  PyObject* SwitchToHub();
+  bool EnsureHubGreenlet();
+  static PyObject* RunHub(PyObject* capsule, PyObject* unused);
+  static PyObject* RunWorker(PyObject* capsule, PyObject* job);
+  PyObject* Loop();
+  void RunReady();
+  void FlushDirty();
+
+  unsigned long thread_id_;
+  std::unique_ptr<IoManager> io_;
+  OwnedObject hub_greenlet_;
+  OwnedObject main_greenlet_;
+  OwnedObject capsule_;
+  OwnedObject run_hub_fn_;
+  OwnedObject run_worker_fn_;
+  OwnedObject wake_token_;   // what the hub switches into a waiter with
+  OwnedObject wake_args_;    // (wake_token_,)
+  std::deque<Ready> ready_;
+  std::vector<Flushable*> dirty_;
+  std::vector<std::unique_ptr<Deferred>> graveyard_;
+  std::vector<PyObject*> idle_workers_;  // owned greenlets
+};
+
+}  // namespace grpc_green

@@ -1,0 +1,322 @@
+"""Client side: channels and multicallables with grpcio's semantics."""
+from grpc_green import _api, _core
+from grpc_green._api import StatusCode, _INT_TO_STATUS
+from grpc_green._version import __version__
+
+_USER_AGENT = "grpc-python-grpc_green/{} (nghttp2 {})".format(__version__, _core.NGHTTP2_VERSION)
+
+
+def _status(code):
+    return _INT_TO_STATUS.get(code, StatusCode.UNKNOWN)
+
+
+class _CallState:
+    """What a finished call reports: the `grpc.Call` half of results."""
+
+    def __init__(self, code, details, initial, trailing):
+        self._code = code
+        self._details = details
+        self._initial = initial
+        self._trailing = trailing
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details
+
+    def initial_metadata(self):
+        return self._initial
+
+    def trailing_metadata(self):
+        return self._trailing
+
+    def is_active(self):
+        return False
+
+    def time_remaining(self):
+        return None
+
+    def cancel(self):
+        return False
+
+    def add_callback(self, callback):
+        return False
+
+    def debug_error_string(self):
+        return "{}: {}".format(self._code, self._details)
+
+
+class _CompletedCall(_CallState, _api.Call):
+    """The call object returned by ``with_call`` for a successful RPC."""
+
+
+class _InactiveRpcError(_CallState, _api.RpcError, _api.Call, _api.Future):
+    """An RPC that ended with a non-OK status: an error, a Call and a Future."""
+
+    def __init__(self, code, details, initial=(), trailing=()):
+        _CallState.__init__(self, code, details, initial, trailing)
+        _api.RpcError.__init__(self)
+
+    def __str__(self):
+        return '<_InactiveRpcError of RPC that terminated with:\n\tstatus = {}\n\tdetails = "{}"\n>'.format(
+            self._code, self._details
+        )
+
+    __repr__ = __str__
+
+    # Future
+    def cancelled(self):
+        return False
+
+    def running(self):
+        return False
+
+    def done(self):
+        return True
+
+    def result(self, timeout=None):
+        raise self
+
+    def exception(self, timeout=None):
+        return self
+
+    def traceback(self, timeout=None):
+        return self.__traceback__
+
+    def add_done_callback(self, fn):
+        fn(self)
+
+
+def _serialize(serializer, request):
+    if serializer is None:
+        return request
+    try:
+        return serializer(request)
+    except Exception:
+        raise _InactiveRpcError(StatusCode.INTERNAL, "Exception serializing request!")
+
+
+class _UnaryUnaryMultiCallable(_api.UnaryUnaryMultiCallable):
+    __slots__ = ("_core", "_method", "_serializer", "_deserializer", "_channel")
+
+    def __init__(self, channel, method, serializer, deserializer):
+        self._channel = channel
+        self._core = channel._core
+        self._method = method
+        self._serializer = serializer
+        self._deserializer = deserializer
+
+    def _invoke(self, request, timeout, metadata, wait_for_ready):
+        payload = _serialize(self._serializer, request)
+        code, details, raw, initial, trailing = self._core.unary_unary(
+            self._method, payload, timeout, metadata, bool(wait_for_ready)
+        )
+        if code != 0:
+            raise _InactiveRpcError(_status(code), details, initial, trailing)
+        if self._deserializer is None:
+            response = raw
+        else:
+            try:
+                response = self._deserializer(raw)
+            except Exception:
+                raise _InactiveRpcError(
+                    StatusCode.INTERNAL, "Exception deserializing response!", initial, trailing
+                )
+        return response, initial, trailing
+
+    def __call__(self, request, timeout=None, metadata=None, credentials=None,
+                 wait_for_ready=None, compression=None):
+        return self._invoke(request, timeout, metadata, wait_for_ready)[0]
+
+    def with_call(self, request, timeout=None, metadata=None, credentials=None,
+                  wait_for_ready=None, compression=None):
+        response, initial, trailing = self._invoke(request, timeout, metadata, wait_for_ready)
+        return response, _CompletedCall(StatusCode.OK, "", initial, trailing)
+
+    def future(self, request, timeout=None, metadata=None, credentials=None,
+               wait_for_ready=None, compression=None):
+        return _UnaryFuture(self, request, timeout, metadata, wait_for_ready)
+
+
+class _Cancelled(BaseException):
+    """Thrown into a future's greenlet by ``cancel()``."""
+
+
+class _UnaryFuture(_api.Future, _api.Call):
+    """A unary call running in its own greenlet; ``result()`` parks cooperatively."""
+
+    def __init__(self, multicallable, request, timeout, metadata, wait_for_ready):
+        self._done = _core.Event()
+        self._response = None
+        self._state = None
+        self._error = None
+        self._cancelled = False
+        self._callbacks = []
+        self._deadline = None if timeout is None else _core.monotonic() + timeout
+        self._greenlet = _core.spawn_greenlet(
+            self._run, multicallable, request, timeout, metadata, wait_for_ready
+        )
+
+    def _run(self, multicallable, request, timeout, metadata, wait_for_ready):
+        try:
+            response, initial, trailing = multicallable._invoke(request, timeout, metadata, wait_for_ready)
+            self._response = response
+            self._state = _CompletedCall(StatusCode.OK, "", initial, trailing)
+        except _api.RpcError as err:
+            self._error = err
+            self._state = err
+        except _Cancelled:
+            self._cancelled = True
+            self._error = _InactiveRpcError(StatusCode.CANCELLED, "Locally cancelled by application!")
+            self._state = self._error
+        finally:
+            self._done.set()
+            callbacks, self._callbacks = self._callbacks, None
+            for fn in callbacks:
+                try:
+                    fn(self)
+                except Exception:  # grpcio logs and goes on
+                    pass
+
+    # Future
+    def cancel(self):
+        if self._done.is_set():
+            return False
+        self._cancelled = True
+        _core.kill(self._greenlet, _Cancelled())
+        return True
+
+    def cancelled(self):
+        return self._cancelled
+
+    def running(self):
+        return not self._done.is_set()
+
+    def done(self):
+        return self._done.is_set()
+
+    def _wait(self, timeout):
+        if not self._done.wait(timeout):
+            raise _api.FutureTimeoutError()
+        if self._cancelled:
+            raise _api.FutureCancelledError()
+
+    def result(self, timeout=None):
+        self._wait(timeout)
+        if self._error is not None:
+            raise self._error
+        return self._response
+
+    def exception(self, timeout=None):
+        self._wait(timeout)
+        return self._error
+
+    def traceback(self, timeout=None):
+        self._wait(timeout)
+        return None if self._error is None else self._error.__traceback__
+
+    def add_done_callback(self, fn):
+        if self._callbacks is None:
+            fn(self)
+        else:
+            self._callbacks.append(fn)
+
+    # Call
+    def is_active(self):
+        return not self._done.is_set()
+
+    def time_remaining(self):
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - _core.monotonic())
+
+    def add_callback(self, callback):
+        if self._callbacks is None:
+            return False
+        self._callbacks.append(lambda _f: callback())
+        return True
+
+    def _call_state(self):
+        self._done.wait()
+        return self._state
+
+    def initial_metadata(self):
+        return self._call_state().initial_metadata()
+
+    def trailing_metadata(self):
+        return self._call_state().trailing_metadata()
+
+    def code(self):
+        return self._call_state().code()
+
+    def details(self):
+        return self._call_state().details()
+
+
+_OPTION_KEYS = {
+    "grpc.max_receive_message_length": "max_receive_message_length",
+    "grpc.max_send_message_length": "max_send_message_length",
+    "grpc.default_authority": "authority",
+    "grpc.http2.initial_window_size": "initial_window_size",
+}
+
+
+def _core_options(options):
+    kwargs = {}
+    user_agent = _USER_AGENT
+    for key, value in options or ():
+        if key in _OPTION_KEYS:
+            kwargs[_OPTION_KEYS[key]] = value
+        elif key == "grpc.primary_user_agent":
+            user_agent = "{} {}".format(value, _USER_AGENT)
+        elif key == "grpc.secondary_user_agent":
+            user_agent = "{} {}".format(_USER_AGENT, value)
+    kwargs["user_agent"] = user_agent
+    return kwargs
+
+
+class Channel(_api.Channel):
+    """A channel to one target; calls from any greenlet of this thread."""
+
+    def __init__(self, target, options=None, compression=None):
+        self._target = target
+        self._core = _core.Channel(target, **_core_options(options))
+
+    def subscribe(self, callback, try_to_connect=False):
+        raise NotImplementedError("connectivity subscriptions are not available yet")
+
+    def unsubscribe(self, callback):
+        raise NotImplementedError("connectivity subscriptions are not available yet")
+
+    def unary_unary(self, method, request_serializer=None, response_deserializer=None,
+                    _registered_method=False):
+        return _UnaryUnaryMultiCallable(self, method, request_serializer, response_deserializer)
+
+    def _streaming_unsupported(self, *args, **kwargs):
+        raise NotImplementedError("streaming RPCs are not available in this version of grpc_green")
+
+    unary_stream = stream_unary = stream_stream = _streaming_unsupported
+
+    def close(self):
+        self._core.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_val, exc_tb):
+        self.close()
+        return False
+
+
+def insecure_channel(target, options=None, compression=None):
+    """A plaintext HTTP/2 channel to ``target``, grpcio's signature."""
+    return Channel(target, options, compression)
+
+
+def secure_channel(target, credentials, options=None, compression=None):
+    from grpc_green import experimental
+
+    if credentials is experimental.insecure_channel_credentials():
+        return Channel(target, options, compression)
+    raise NotImplementedError("grpc_green does not support TLS channels yet")

@@ -1,0 +1,270 @@
+"""Server side: grpcio's Server and ServicerContext over _core.Server.
+
+Each RPC runs in a pooled greenlet: ``_Server._dispatch`` finds the
+handler, reads and deserializes the request, runs the servicer method with
+a ``_Context`` and sends the response and status in one step.
+"""
+import collections
+import logging
+
+from grpc_green import _api, _core
+from grpc_green._api import StatusCode
+
+_LOGGER = logging.getLogger(__name__)
+_OK = StatusCode.OK.value[0]
+_UNKNOWN = StatusCode.UNKNOWN.value[0]
+_INTERNAL = StatusCode.INTERNAL.value[0]
+_UNIMPLEMENTED = StatusCode.UNIMPLEMENTED.value[0]
+
+
+class _HandlerCallDetails(
+    collections.namedtuple("_HandlerCallDetails", ("method", "invocation_metadata")),
+    _api.HandlerCallDetails,
+):
+    pass
+
+
+class _Abort(Exception):
+    """Raised by ``context.abort()``; ends the handler."""
+
+
+class _Context(_api.ServicerContext):
+    __slots__ = ("_call", "_code", "_details", "_trailing", "_aborted")
+
+    def __init__(self, call):
+        self._call = call
+        self._code = None
+        self._details = None
+        self._trailing = None
+        self._aborted = False
+
+    # RpcContext
+    def is_active(self):
+        return self._call.is_active()
+
+    def time_remaining(self):
+        return self._call.time_remaining()
+
+    def cancel(self):
+        self._call.cancel()
+
+    def add_callback(self, callback):
+        return self._call.add_callback(callback)
+
+    # ServicerContext
+    def invocation_metadata(self):
+        return self._call.invocation_metadata()
+
+    def peer(self):
+        return self._call.peer()
+
+    def peer_identities(self):
+        return None
+
+    def peer_identity_key(self):
+        return None
+
+    def auth_context(self):
+        return {}
+
+    def set_compression(self, compression):
+        pass  # grpc_green sends uncompressed messages
+
+    def send_initial_metadata(self, initial_metadata):
+        if not self._call.send_initial_metadata(initial_metadata):
+            if self._call.is_active():
+                raise ValueError("Initial metadata no longer allowed!")
+
+    def set_trailing_metadata(self, trailing_metadata):
+        self._trailing = trailing_metadata
+
+    def trailing_metadata(self):
+        return self._trailing
+
+    def abort(self, code, details):
+        if code == StatusCode.OK:
+            _LOGGER.error("abort() called with StatusCode.OK; returning UNKNOWN")
+            code, details = StatusCode.UNKNOWN, ""
+        self._code = code
+        self._details = details
+        self._aborted = True
+        raise _Abort()
+
+    def abort_with_status(self, status):
+        self._trailing = status.trailing_metadata
+        self.abort(status.code, status.details)
+
+    def set_code(self, code):
+        self._code = code
+
+    def set_details(self, details):
+        self._details = details
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details
+
+    def disable_next_message_compression(self):
+        pass
+
+    # status to send
+    def _final(self, default_code, default_details):
+        code = default_code if self._code is None else self._code.value[0]
+        details = default_details if self._details is None else self._details
+        if isinstance(details, bytes):
+            details = details.decode("utf-8", "replace")
+        return code, details, self._trailing
+
+
+class _Server(_api.Server):
+    def __init__(self, handlers, interceptors, options, maximum_concurrent_rpcs):
+        kwargs = {}
+        for key, value in options or ():
+            if key == "grpc.max_receive_message_length":
+                kwargs["max_receive_message_length"] = value
+            elif key == "grpc.max_concurrent_streams":
+                kwargs["max_concurrent_streams"] = value
+            elif key == "grpc.http2.initial_window_size":
+                kwargs["initial_window_size"] = value
+        if maximum_concurrent_rpcs is not None:
+            if maximum_concurrent_rpcs < 1:
+                raise ValueError("maximum_concurrent_rpcs should be a positive integer")
+            kwargs["maximum_concurrent_rpcs"] = maximum_concurrent_rpcs
+        self._generic = list(handlers or ())
+        self._registered = {}
+        self._interceptors = tuple(interceptors or ())
+        self._core = _core.Server(self._dispatch, **kwargs)
+        self._started = False
+
+    # configuration
+    def add_generic_rpc_handlers(self, generic_rpc_handlers):
+        for h in generic_rpc_handlers:
+            if not hasattr(h, "service"):
+                raise AttributeError(
+                    'Attempted to add a generic handler without a "service" method: {}'.format(h)
+                )
+        self._generic.extend(generic_rpc_handlers)
+
+    def add_registered_method_handlers(self, service_name, method_handlers):
+        for name, handler in method_handlers.items():
+            self._registered["/{}/{}".format(service_name, name)] = handler
+
+    def add_insecure_port(self, address):
+        return self._core.add_insecure_port(address)
+
+    def add_secure_port(self, address, server_credentials):
+        raise NotImplementedError("grpc_green does not support TLS ports yet")
+
+    # lifecycle
+    def start(self):
+        self._started = True
+        self._core.start()
+
+    def stop(self, grace):
+        return self._core.stop(grace)
+
+    def wait_for_termination(self, timeout=None):
+        """Parks until the server stops; True if ``timeout`` passed first."""
+        return not self._core.termination().wait(timeout)
+
+    # per RPC
+    def _lookup(self, method, call):
+        handler = self._registered.get(method)
+        if handler is not None and not self._interceptors:
+            return handler
+        details = _HandlerCallDetails(method, call.invocation_metadata())
+
+        def find(handler_call_details):
+            h = self._registered.get(handler_call_details.method)
+            if h is not None:
+                return h
+            for generic in self._generic:
+                h = generic.service(handler_call_details)
+                if h is not None:
+                    return h
+            return None
+
+        continuation = find
+        for interceptor in reversed(self._interceptors):
+            continuation = _bind_interceptor(interceptor, continuation)
+        return continuation(details)
+
+    def _dispatch(self, call):
+        try:
+            handler = self._lookup(call.method, call)
+        except Exception as exc:
+            _LOGGER.exception("Exception servicing handler")
+            call.respond(None, _UNKNOWN, "Exception servicing handler: {}".format(exc), None)
+            return
+        if handler is None:
+            call.respond(None, _UNIMPLEMENTED, "Method not found!", None)
+            return
+        if handler.request_streaming or handler.response_streaming:
+            call.respond(None, _UNIMPLEMENTED, "Streaming RPCs are not available yet", None)
+            return
+        _unary_unary(call, handler)
+
+
+def _bind_interceptor(interceptor, continuation):
+    return lambda details: interceptor.intercept_service(continuation, details)
+
+
+def _unary_unary(call, handler):
+    raw = call.read()
+    if raw is None:
+        if call.is_active():
+            call.respond(None, _UNIMPLEMENTED, "Request cardinality violation: no request message", None)
+        return
+    if handler.request_deserializer is not None:
+        try:
+            request = handler.request_deserializer(raw)
+        except Exception:
+            _LOGGER.exception("Exception deserializing request!")
+            call.respond(None, _INTERNAL, "Exception deserializing request!", None)
+            return
+    else:
+        request = raw
+    context = _Context(call)
+    try:
+        response = handler.unary_unary(request, context)
+    except Exception as exc:
+        if context._aborted:
+            code, details, trailing = context._final(_UNKNOWN, "")
+        else:
+            try:
+                text = "Exception calling application: {}".format(exc)
+            except Exception:
+                text = "Calling application raised unprintable Exception!"
+            if not isinstance(exc, _Abort):
+                _LOGGER.exception(text)
+            code, details, trailing = context._final(_UNKNOWN, text)
+        call.respond(None, code, details, trailing)
+        return
+    code, details, trailing = context._final(_OK, "")
+    if code != _OK:
+        call.respond(None, code, details, trailing)
+        return
+    if handler.response_serializer is not None:
+        try:
+            payload = handler.response_serializer(response)
+        except Exception:
+            _LOGGER.exception("Failed to serialize response!")
+            call.respond(None, _INTERNAL, "Failed to serialize response!", None)
+            return
+    else:
+        payload = response
+    if not isinstance(payload, bytes):
+        call.respond(None, _INTERNAL, "Failed to serialize response!", None)
+        return
+    call.respond(payload, code, details, trailing)
+
+
+def server(thread_pool=None, handlers=None, interceptors=None, options=(),
+           maximum_concurrent_rpcs=None, compression=None, xds=False):
+    """A server whose handlers run in greenlets of this thread's hub.
+
+    ``thread_pool`` is accepted for grpcio compatibility and ignored.
+    """
+    return _Server(handlers, interceptors, options, maximum_concurrent_rpcs)

@@ -1,0 +1,3 @@
+"""Version of the grpc_green package."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,70 @@
+"""Cooperative primitives on grpc_green's hub (one per OS thread).
+
+Greenlet servers and plain scripts use these to run many calls at once:
+``spawn`` starts a function in its own greenlet, ``sleep`` and
+``Event.wait`` park only the calling greenlet. No thread is ever started.
+"""
+from grpc_green import _core
+
+__all__ = ["Event", "Task", "sleep", "spawn", "joinall"]
+
+Event = _core.Event
+sleep = _core.sleep
+
+
+class Task:
+    """A function running in its own greenlet on the hub."""
+
+    __slots__ = ("_done", "_value", "_exc", "greenlet")
+
+    def __init__(self, fn, args, kwargs):
+        self._done = _core.Event()
+        self._value = None
+        self._exc = None
+        self.greenlet = _core.spawn_greenlet(self._run, fn, args, kwargs)
+
+    def _run(self, fn, args, kwargs):
+        try:
+            self._value = fn(*args, **kwargs)
+        except BaseException as exc:  # kept for get(); GreenletExit included
+            self._exc = exc
+        finally:
+            self._done.set()
+
+    @property
+    def dead(self):
+        return self._done.is_set()
+
+    def join(self, timeout=None):
+        """Waits for the task to end; True if it has."""
+        return self._done.wait(timeout)
+
+    def get(self, timeout=None):
+        """The task's return value, or raises what it raised."""
+        if not self._done.wait(timeout):
+            raise TimeoutError("task still running")
+        if self._exc is not None:
+            raise self._exc
+        return self._value
+
+    def kill(self, exception=None):
+        """Throws ``exception`` (GreenletExit by default) into the task."""
+        if not self.dead:
+            import greenlet
+
+            _core.kill(self.greenlet, exception or greenlet.GreenletExit())
+
+
+def spawn(fn, *args, **kwargs):
+    """Runs ``fn(*args, **kwargs)`` in a new greenlet; returns its Task."""
+    return Task(fn, args, kwargs)
+
+
+def joinall(tasks, timeout=None):
+    """Waits for every task; True if all ended within ``timeout``."""
+    deadline = None if timeout is None else _core.monotonic() + timeout
+    for t in tasks:
+        left = None if deadline is None else max(0.0, deadline - _core.monotonic())
+        if not t.join(left):
+            return False
+    return True
