@@ -1,8 +1,8 @@
 """Build script for grpc_green and its C++ engine, grpc_green._core."""
 import glob
+import re
 import os
 import subprocess
-import sysconfig
 
 from setuptools import Extension, setup
 
@@ -20,6 +20,9 @@ def greenlet_include():
 
     return os.path.dirname(greenlet.__file__)
 
+
+with open(os.path.join("grpc_green", "_version.py")) as f:
+    VERSION = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
 
 debug = os.environ.get("GRPC_GREEN_DEBUG") == "1"
 asan = os.environ.get("GRPC_GREEN_ASAN") == "1"
@@ -40,6 +43,21 @@ cflags = pkg_config("--cflags", "libnghttp2", [])
 
 sources = sorted(p for p in glob.glob("csrc/*.cpp"))
 
+
+def nghttp2_header_declares(symbol):
+    """Debian backports API into 1.52 (the rapid-reset limit): look, don't guess."""
+    for inc in [f[2:] for f in cflags if f.startswith("-I")] + ["/usr/include", "/usr/local/include"]:
+        path = os.path.join(inc, "nghttp2", "nghttp2.h")
+        if os.path.exists(path):
+            with open(path) as f:
+                return symbol in f.read()
+    return False
+
+
+defines = []
+if nghttp2_header_declares("nghttp2_option_set_stream_reset_rate_limit"):
+    defines.append(("GRPC_GREEN_HAVE_STREAM_RESET_RATE_LIMIT", "1"))
+
 core = Extension(
     "grpc_green._core",
     sources=sources,
@@ -47,13 +65,14 @@ core = Extension(
     extra_compile_args=compile_args + cflags,
     extra_link_args=link_args,
     libraries=[l[2:] for l in libs],
+    define_macros=defines,
     language="c++",
     depends=glob.glob("csrc/*.hpp"),
 )
 
 setup(
     name="grpc_green",
-    version="0.1.0",
+    version=VERSION,
     description="gRPC for greenlet and gevent applications, on nghttp2 and libev",
     packages=["grpc_green"],
     ext_modules=[core],

@@ -14,6 +14,21 @@ H2Session::H2Session(Role role, Delegate* delegate, const H2Settings& settings)
     return;
   }
   nghttp2_option_set_max_send_header_block_length(option, 1 << 20);
+  // nghttp2 keeps closed streams for RFC 7540 priorities, as many as
+  // MAX_CONCURRENT_STREAMS allows (unlimited by default): memory that grows
+  // with every call. gRPC does not use priorities.
+  nghttp2_option_set_no_closed_streams(option, 1);
+  // grpc-message values may end in spaces (percent-encoding leaves them
+  // alone); RFC 9113's whitespace rule would reset such streams.
+  nghttp2_option_set_no_rfc9113_leading_and_trailing_ws_validation(option, 1);
+#ifdef GRPC_GREEN_HAVE_STREAM_RESET_RATE_LIMIT
+  // The rapid-reset guard (CVE-2023-44487) ends a connection after a burst
+  // of 1000 client resets by default; gRPC clients cancel legitimately (every
+  // expired deadline is a RST_STREAM), so allow far more before calling it a
+  // flood.
+  if (role == kServer)
+    nghttp2_option_set_stream_reset_rate_limit(option, settings.reset_burst, settings.reset_rate);
+#endif
   if (role == kClient) {
     rv = nghttp2_session_client_new2(&session_, callbacks, this, option);
   } else {
@@ -137,11 +152,6 @@ void H2Session::CloseAllStreams(uint32_t error_code) {
     s->OnClose(error_code);
     if (s->session_ == this) Detach(s);
   }
-}
-
-void H2Session::ResetAllStreams(uint32_t error_code) {
-  for (H2Stream* s = streams_; s; s = s->next_)
-    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id_, error_code);
 }
 
 void H2Session::Attach(H2Stream* s, int32_t id) {

@@ -84,6 +84,9 @@ struct H2Settings {
   uint32_t max_concurrent_streams = 0;     // 0: leave nghttp2's default
   uint32_t max_frame_size = 16384;
   size_t max_header_list_size = 16384 * 4;
+  // Server: client RST_STREAMs tolerated in a burst / per second after it.
+  uint64_t reset_burst = 100000;
+  uint64_t reset_rate = 10000;
 };
 
 class H2Session {
@@ -136,8 +139,6 @@ class H2Session {
   // Connection lost: calls OnClose(error_code) on every attached stream and
   // detaches them all.
   void CloseAllStreams(uint32_t error_code);
-  // RST_STREAM for every attached stream (server shutdown without grace).
-  void ResetAllStreams(uint32_t error_code);
   size_t stream_count() const { return stream_count_; }
 
  private:

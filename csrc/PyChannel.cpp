@@ -178,6 +178,7 @@ bool Channel::Resolve(std::string* err) {
 ClientConnection* Channel::Connect(double deadline, bool wait_for_ready, int* code,
                                    std::string* details) {
   double backoff = 1.0;
+  bool attempted = false;
   for (;;) {
     if (closed_) {
       *code = kCancelled;
@@ -185,44 +186,44 @@ ClientConnection* Channel::Connect(double deadline, bool wait_for_ready, int* co
       return nullptr;
     }
     if (conn_ && conn_->ready()) return conn_;
-    if (!conn_) {
-      std::string err;
-      if (!Resolve(&err)) {
-        *code = kUnavailable;
-        *details = err;
-        return nullptr;
-      }
-      conn_ = new ClientConnection(hub_, this, opts_.h2);
-      conn_->Connect(addresses_);  // may fail at once and clear conn_
-    }
     double remaining = deadline < 0 ? -1 : deadline - hub_->Now();
     if (deadline >= 0 && remaining <= 0) {
       *code = kDeadlineExceeded;
       *details = "Deadline Exceeded";
       return nullptr;
     }
-    if (conn_ && conn_->state() == Connection::kConnecting) {
-      Waiter::Result r = conn_->WaitReady(remaining);
-      if (r == Waiter::kError) {
+    if (conn_) {  // connecting: wait for the outcome
+      if (conn_->WaitReady(remaining) == Waiter::kError) {
         *code = -1;
         return nullptr;
       }
       continue;
     }
-    if (conn_ && conn_->ready()) return conn_;
-    if (!wait_for_ready) {
-      *code = kUnavailable;
-      *details = "failed to connect to all addresses; last error: " + last_error_;
-      return nullptr;
+    if (attempted) {
+      if (!wait_for_ready) {
+        *code = kUnavailable;
+        *details = "failed to connect to all addresses; last error: " + last_error_;
+        return nullptr;
+      }
+      // wait_for_ready: retry with backoff until the deadline.
+      double pause = deadline < 0 ? backoff : std::min(backoff, remaining);
+      auto w = std::make_unique<Waiter>();
+      if (w->Wait(pause) == Waiter::kError) {
+        *code = -1;
+        return nullptr;
+      }
+      backoff = std::min(backoff * 1.6, 120.0);
+      if (closed_ || conn_) continue;
     }
-    // wait_for_ready: retry with backoff until the deadline.
-    double pause = deadline < 0 ? backoff : std::min(backoff, remaining);
-    Waiter w;
-    if (w.Wait(pause) == Waiter::kError) {
-      *code = -1;
-      return nullptr;
+    std::string err;
+    if (!Resolve(&err)) {
+      last_error_ = err;
+      attempted = true;
+      continue;
     }
-    backoff = std::min(backoff * 1.6, 120.0);
+    attempted = true;
+    conn_ = new ClientConnection(hub_, this, opts_.h2);
+    conn_->Connect(addresses_);  // may fail at once and clear conn_
   }
 }
 

@@ -65,6 +65,11 @@ bool AppendMetadata(PyObject* metadata, Headers* out) {
       return false;
     }
     if (IsBinaryHeader(k)) {
+      if (!PyBytes_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "Binary metadata key=\"%s\" expected bytes, got %R", k.c_str(),
+                     (PyObject*)Py_TYPE(value));
+        return false;
+      }
       v = Base64Encode(v);
     } else if (!IsValidMetadataValue(v)) {
       PyErr_Format(PyExc_ValueError,
@@ -78,15 +83,20 @@ bool AppendMetadata(PyObject* metadata, Headers* out) {
   return true;
 }
 
+namespace {
+// What the application sees: user metadata plus user-agent (as grpcio).
+bool Surfaced(const std::string& key) { return !IsReservedHeader(key) || key == "user-agent"; }
+}  // namespace
+
 PyObject* MetadataToPython(const Headers& headers) {
   size_t count = 0;
   for (auto& h : headers)
-    if (!IsReservedHeader(h.first)) ++count;
+    if (Surfaced(h.first)) ++count;
   OwnedObject result = OwnedObject::consuming(PyTuple_New(static_cast<Py_ssize_t>(count)));
   if (!result) return nullptr;
   Py_ssize_t i = 0;
   for (auto& h : headers) {
-    if (IsReservedHeader(h.first)) continue;
+    if (!Surfaced(h.first)) continue;
     PyObject* key = PyUnicode_DecodeLatin1(h.first.data(), static_cast<Py_ssize_t>(h.first.size()), nullptr);
     PyObject* value;
     std::string decoded;

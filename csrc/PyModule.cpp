@@ -3,15 +3,12 @@
 #include <Python.h>
 
 #include <algorithm>
+#include <memory>
 
 #include <nghttp2/nghttp2ver.h>
 
 #include "PyTypes.hpp"
 #include "gg_refs.hpp"
-
-#ifndef GRPC_GREEN_VERSION
-#define GRPC_GREEN_VERSION "0.0.0"
-#endif
 
 namespace grpc_green {
 
@@ -63,17 +60,17 @@ PyObject* Event_wait(PyEventObject* self, PyObject* const* args, Py_ssize_t narg
   if (!Hub::Get()) return nullptr;
   double deadline = timeout < 0 ? -1 : MonotonicNow() + timeout;
   Py_INCREF(self);  // a waiter list must outlive the wait
-  Waiter w;
-  self->waiters->push_back(&w);
+  auto w = std::make_unique<Waiter>();
+  self->waiters->push_back(w.get());
   Waiter::Result r = Waiter::kWoken;
   while (!self->set) {
     double left = deadline < 0 ? -1 : deadline - MonotonicNow();
     if (deadline >= 0 && left <= 0) break;
-    r = w.Wait(left);
+    r = w->Wait(left);
     if (r == Waiter::kError) break;
   }
   auto& ws = *self->waiters;
-  ws.erase(std::remove(ws.begin(), ws.end(), &w), ws.end());
+  ws.erase(std::remove(ws.begin(), ws.end(), w.get()), ws.end());
   bool set = self->set;
   Py_DECREF(self);
   if (r == Waiter::kError) return nullptr;
@@ -133,10 +130,10 @@ PyObject* mod_sleep(PyObject*, PyObject* arg) {
   if (!ParseTimeout(arg, &t)) return nullptr;
   if (t < 0) t = 0;
   if (!Hub::Get()) return nullptr;
-  Waiter w;
+  auto w = std::make_unique<Waiter>();
   double deadline = MonotonicNow() + t;
   for (;;) {
-    if (w.Wait(t) == Waiter::kError) return nullptr;
+    if (w->Wait(t) == Waiter::kError) return nullptr;
     t = deadline - MonotonicNow();
     if (t <= 0) break;
   }

@@ -254,10 +254,12 @@ class Server final : private TimerHandler {
 
  private:
   void OnTimer() override { CancelAll(); }
+  // Ends every call now: connections close (after a last attempt to send
+  // what is queued, the GOAWAY included); clients see UNAVAILABLE.
   void CancelAll() {
-    for (ServerConnection* c : conns_) {
-      c->h2().ResetAllStreams(NGHTTP2_CANCEL);
-      c->Kick();
+    for (ServerConnection* c : std::vector<ServerConnection*>(conns_)) {
+      c->Flush();
+      c->Close("Server shutdown");
     }
   }
   void CheckTerminated() {

@@ -180,10 +180,10 @@ void Connection::FinishConnect() {
 }
 
 Waiter::Result Connection::WaitReady(double timeout) {
-  Waiter w;
-  ready_waiters_.push_back(&w);
-  Waiter::Result r = w.Wait(timeout);
-  ready_waiters_.erase(std::remove(ready_waiters_.begin(), ready_waiters_.end(), &w),
+  auto w = std::make_unique<Waiter>();
+  ready_waiters_.push_back(w.get());
+  Waiter::Result r = w->Wait(timeout);
+  ready_waiters_.erase(std::remove(ready_waiters_.begin(), ready_waiters_.end(), w.get()),
                        ready_waiters_.end());
   return r;
 }

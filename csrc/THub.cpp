@@ -221,8 +221,8 @@ bool Hub::Kill(PyObject* g, PyObject* exc) {
 }
 
 bool Hub::Yield() {
-  Waiter w;
-  return w.Wait(0) != Waiter::kError;
+  auto w = std::make_unique<Waiter>();
+  return w->Wait(0) != Waiter::kError;
 }
 
 PyObject* Hub::RunHub(PyObject* capsule, PyObject*) {

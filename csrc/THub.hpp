@@ -47,6 +47,10 @@ class Deferred {
   virtual ~Deferred() = default;
 };
 
+// A Waiter must live on the heap (or inside a heap object), never on a
+// greenlet's C stack: while a greenlet is suspended, greenlet copies its
+// stack away and other greenlets reuse that memory, so the hub's pointer to
+// a stack Waiter would point at someone else's data.
 class Waiter final : private TimerHandler {
  public:
   enum Result { kError = -1, kTimedOut = 0, kWoken = 1 };

@@ -109,9 +109,15 @@ class _UnaryUnaryMultiCallable(_api.UnaryUnaryMultiCallable):
 
     def _invoke(self, request, timeout, metadata, wait_for_ready):
         payload = _serialize(self._serializer, request)
-        code, details, raw, initial, trailing = self._core.unary_unary(
-            self._method, payload, timeout, metadata, bool(wait_for_ready)
-        )
+        try:
+            code, details, raw, initial, trailing = self._core.unary_unary(
+                self._method, payload, timeout, metadata, bool(wait_for_ready)
+            )
+        except ValueError as err:
+            if not str(err).startswith("metadata was invalid"):
+                raise
+            # grpcio fails the call locally; the cause says what was wrong.
+            raise _InactiveRpcError(StatusCode.INTERNAL, "Invalid metadata") from err
         if code != 0:
             raise _InactiveRpcError(_status(code), details, initial, trailing)
         if self._deserializer is None:
@@ -161,29 +167,32 @@ class _UnaryFuture(_api.Future, _api.Call):
     def _run(self, multicallable, request, timeout, metadata, wait_for_ready):
         try:
             response, initial, trailing = multicallable._invoke(request, timeout, metadata, wait_for_ready)
-            self._response = response
-            self._state = _CompletedCall(StatusCode.OK, "", initial, trailing)
+            self._finish(response, _CompletedCall(StatusCode.OK, "", initial, trailing), None)
         except _api.RpcError as err:
-            self._error = err
-            self._state = err
+            self._finish(None, err, err)
         except _Cancelled:
-            self._cancelled = True
-            self._error = _InactiveRpcError(StatusCode.CANCELLED, "Locally cancelled by application!")
-            self._state = self._error
-        finally:
-            self._done.set()
-            callbacks, self._callbacks = self._callbacks, None
-            for fn in callbacks:
-                try:
-                    fn(self)
-                except Exception:  # grpcio logs and goes on
-                    pass
+            pass  # cancel() already finished the future
+
+    def _finish(self, response, state, error):
+        if self._done.is_set():
+            return
+        self._response, self._state, self._error = response, state, error
+        self._done.set()
+        callbacks, self._callbacks = self._callbacks, None
+        for fn in callbacks:
+            try:
+                fn(self)
+            except Exception:  # grpcio logs and goes on
+                pass
 
     # Future
     def cancel(self):
+        """Cancels at once; the call's stream is reset on the hub's next pass."""
         if self._done.is_set():
             return False
         self._cancelled = True
+        error = _InactiveRpcError(StatusCode.CANCELLED, "Locally cancelled by application!")
+        self._finish(None, error, error)
         _core.kill(self._greenlet, _Cancelled())
         return True
 

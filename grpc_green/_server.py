@@ -86,7 +86,7 @@ class _Context(_api.ServicerContext):
             _LOGGER.error("abort() called with StatusCode.OK; returning UNKNOWN")
             code, details = StatusCode.UNKNOWN, ""
         self._code = code
-        self._details = details
+        self.set_details(details)
         self._aborted = True
         raise _Abort()
 
@@ -98,7 +98,8 @@ class _Context(_api.ServicerContext):
         self._code = code
 
     def set_details(self, details):
-        self._details = details
+        # grpcio keeps details encoded: details() returns bytes once set.
+        self._details = details.encode("utf-8") if isinstance(details, str) else details
 
     def code(self):
         return self._code
@@ -159,6 +160,8 @@ class _Server(_api.Server):
 
     # lifecycle
     def start(self):
+        if self._started:
+            raise ValueError("Cannot start already-started server!")
         self._started = True
         self._core.start()
 
