@@ -316,8 +316,8 @@ def run_row(name, args, files, server_core, load_core):
         url = "http://127.0.0.1:%d/%s" % (port, files["static_name"])
         extra = []
     else:
-        script = os.path.join(BENCH, "servers", "%s_server.py" % name)
-        server = Server(name, pinned(server_core, [sys.executable, script]), env=env,
+        script = os.path.join(BENCH, "servers", "echo_server.py")
+        server = Server(name, pinned(server_core, [sys.executable, script, name]), env=env,
                         workdir=ROOT)
         url = None
         extra = GRPC_HEADERS + ["-d", files["unary"]]

@@ -1,11 +1,13 @@
-"""Benchmark server: grpc_green server, unary echo on bench.Echo/Unary.
+"""Benchmark server: unary echo on bench.Echo/Unary, on grpcio or grpc_green.
+
+Usage: echo_server.py grpc_green|grpcio_sync. The same servicer code runs on
+both; only the module behind the name `grpc` differs.
+
 
 Prints the bound port on the first line of stdout, then serves until killed.
 bench/run.py generates bench/_gen/echo_pb2.py before starting it; to run by
 hand:  python -m grpc_tools.protoc -Ibench --python_out=bench/_gen bench/echo.proto
 
-grpcio_sync_server.py is this file with one line changed (the grpc import);
-keep the two identical otherwise.
 """
 import os
 import sys
@@ -15,7 +17,12 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_HERE, "..", "_gen"))
 sys.path.insert(0, os.path.join(_HERE, "..", ".."))  # repo root (in-place build)
 
-import grpc_green as grpc  # noqa: E402  <- the only line that differs between the two servers
+if sys.argv[1:] == ["grpc_green"]:
+    import grpc_green as grpc  # noqa: E402
+elif sys.argv[1:] == ["grpcio_sync"]:
+    import grpc  # noqa: E402
+else:
+    sys.exit("usage: echo_server.py grpc_green|grpcio_sync")
 import echo_pb2  # noqa: E402
 
 
