@@ -88,7 +88,7 @@ class Channel {
     closed_ = true;
     if (conn_) {
       ClientConnection* c = conn_;
-      c->Close("Channel closed!");
+      c->GoawayAndClose("Channel closed!");
     }
   }
 

@@ -225,7 +225,7 @@ class Server final : private TimerHandler {
     conns.swap(conns_);
     for (ServerConnection* c : conns) {
       c->server_ = nullptr;
-      c->Close("Server destroyed");
+      c->GoawayAndClose("Server destroyed");
       hub_->DeferDelete(c);
     }
   }
@@ -257,10 +257,8 @@ class Server final : private TimerHandler {
   // Ends every call now: connections close (after a last attempt to send
   // what is queued, the GOAWAY included); clients see UNAVAILABLE.
   void CancelAll() {
-    for (ServerConnection* c : std::vector<ServerConnection*>(conns_)) {
-      c->Flush();
-      c->Close("Server shutdown");
-    }
+    for (ServerConnection* c : std::vector<ServerConnection*>(conns_))
+      c->GoawayAndClose("Server shutdown");
   }
   void CheckTerminated() {
     if (stopping_ && !terminated_ && active_ == 0 && conns_.empty()) {

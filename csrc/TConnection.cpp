@@ -292,6 +292,14 @@ void Connection::OnGoaway(uint32_t, int32_t) {
   }
 }
 
+void Connection::GoawayAndClose(const std::string& reason) {
+  if (state_ == kReady) {
+    h2_->Goaway(NGHTTP2_NO_ERROR);
+    Flush();
+  }
+  Close(reason);
+}
+
 void Connection::Close(const std::string& reason) {
   if (state_ == kClosed) return;
   State was = state_;

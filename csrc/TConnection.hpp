@@ -70,6 +70,9 @@ class Connection : public Flushable, public IoHandler, public H2Session::Delegat
   void Drain(uint32_t error_code);
   // Immediate close; attached streams see OnClose(kConnectionLost).
   void Close(const std::string& reason);
+  // Sends GOAWAY and whatever else is queued (as far as the socket takes it
+  // without blocking), then closes.
+  void GoawayAndClose(const std::string& reason);
 
   void Flush() override;
   void OnIo(int events) override;

@@ -1340,9 +1340,8 @@ TEST(H2SessionBadInput, GarbageFramesAfterPreface) {
     }
     EXPECT_TRUE(sd.ids.empty());
   }
-  fprintf(stderr, "PROBE %d %d\n", terminated[0], terminated[1]);
-  EXPECT_GT(terminated[0], 250);
-  EXPECT_GT(terminated[1], 100);
+  EXPECT_GT(terminated[0], 250);  // 289 with this seed
+  EXPECT_GT(terminated[1], 250);  // 296 with this seed
 }
 
 // A first frame that is not SETTINGS is a connection error.
