@@ -69,9 +69,12 @@ bool H2Session::Receive(const uint8_t* data, size_t len) {
   if (!ok()) return false;
   ssize_t rv = nghttp2_session_mem_recv(session_, data, len);
   if (rv < 0) {
-    error_ = nghttp2_strerror(static_cast<int>(rv));
+    if (error_.empty()) error_ = nghttp2_strerror(static_cast<int>(rv));
     return false;
   }
+  // A protocol error after the preface queues GOAWAY and ends the session
+  // without failing mem_recv: report it too (error() has nghttp2's reason).
+  if (!nghttp2_session_want_read(session_) && !error_.empty()) return false;
   return true;
 }
 
@@ -103,7 +106,7 @@ int32_t H2Session::SubmitRequest(H2Stream* stream, const nghttp2_nv* nva, size_t
   prd.read_callback = ReadBody;
   int32_t id = nghttp2_submit_request(session_, nullptr, nva, nvlen, &prd, stream);
   if (id < 0) {
-    error_ = nghttp2_strerror(id);
+    submit_error_ = nghttp2_strerror(id);  // the session itself stays usable
     return -1;
   }
   stream->body_started = true;
@@ -206,13 +209,16 @@ int H2Session::OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint
   if (!s) return 0;
   std::string_view k(reinterpret_cast<const char*>(name), namelen);
   std::string_view v(reinterpret_cast<const char*>(value), valuelen);
-  bool trailers = frame->headers.cat == NGHTTP2_HCAT_HEADERS;
+  // After a 1xx block the final response is also a "HEADERS" category
+  // block: trailers are what follows the response headers.
+  bool trailers = s->headers_received && frame->headers.cat == NGHTTP2_HCAT_HEADERS;
   if (!trailers && self->role_ == kClient && k == ":status") {
     int code = 0;
     for (char c : v) code = code * 10 + (c - '0');  // nghttp2 validated 3 digits
     s->http_status = code;
     return 0;
   }
+  if (!trailers && self->role_ == kClient && s->http_status / 100 == 1) return 0;
   (trailers ? s->trailers : s->headers).emplace_back(k, v);
   return 0;
 }
@@ -227,7 +233,11 @@ int H2Session::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* u
   H2Stream* s = self->StreamOf(frame->hd.stream_id);
   if (!s) return 0;
   if (frame->hd.type == NGHTTP2_HEADERS) {
-    if (frame->headers.cat == NGHTTP2_HCAT_HEADERS) {
+    if (self->role_ == kClient && !s->headers_received && s->http_status / 100 == 1) {
+      s->http_status = 0;  // informational (1xx): wait for the real response
+      return 0;
+    }
+    if (s->headers_received && frame->headers.cat == NGHTTP2_HCAT_HEADERS) {
       s->trailers_received = true;
       s->OnTrailers();
     } else {
@@ -307,6 +317,20 @@ ssize_t H2Session::ReadBody(nghttp2_session* session, int32_t stream_id, uint8_t
 
 int H2Session::OnInvalidFrame(nghttp2_session*, const nghttp2_frame*, int, void*) { return 0; }
 
+int H2Session::OnError(nghttp2_session*, int lib_error_code, const char* msg, size_t len,
+                       void* ud) {
+  auto* self = static_cast<H2Session*>(ud);
+  // Only errors that end the connection are kept; stream-level ones (a bad
+  // header on one stream) reset just that stream.
+  if (lib_error_code == NGHTTP2_ERR_PROTO || lib_error_code == NGHTTP2_ERR_FLOW_CONTROL ||
+      lib_error_code == NGHTTP2_ERR_FRAME_SIZE_ERROR || lib_error_code == NGHTTP2_ERR_HEADER_COMP ||
+      lib_error_code == NGHTTP2_ERR_SETTINGS_EXPECTED || lib_error_code == NGHTTP2_ERR_BAD_CLIENT_MAGIC ||
+      lib_error_code == NGHTTP2_ERR_FLOODED) {
+    if (self->error_.empty()) self->error_.assign(msg, len);
+  }
+  return 0;
+}
+
 nghttp2_session_callbacks* H2Session::MakeCallbacks() {
   nghttp2_session_callbacks* cb = nullptr;
   if (nghttp2_session_callbacks_new(&cb) != 0) return nullptr;
@@ -316,6 +340,7 @@ nghttp2_session_callbacks* H2Session::MakeCallbacks() {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, OnDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, OnStreamClose);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, OnInvalidFrame);
+  nghttp2_session_callbacks_set_error_callback2(cb, OnError);
   return cb;  // shared by every session, never freed
 }
 

@@ -110,6 +110,7 @@ class H2Session {
 
   bool ok() const { return session_ != nullptr && error_.empty(); }
   const std::string& error() const { return error_; }
+  const std::string& submit_error() const { return submit_error_; }
   Role role() const { return role_; }
 
   // Feeds bytes read from the peer. Returns false on a connection-level
@@ -122,7 +123,9 @@ class H2Session {
   bool WantsIo() const;
 
   // Client: opens a stream with `headers` (pseudo headers first) and a body
-  // taken from stream->sendbuf. Returns the stream id or -1.
+  // taken from stream->sendbuf. Returns the stream id, or -1 with
+  // submit_error() saying why (e.g. stream ids exhausted: open a new
+  // connection); the session stays usable for its other streams.
   int32_t SubmitRequest(H2Stream* stream, const nghttp2_nv* nva, size_t nvlen);
   // Server: response headers; with `end_stream` they are a Trailers-Only
   // response. Otherwise a body follows from sendbuf, ended by trailers.
@@ -152,6 +155,7 @@ class H2Session {
   static ssize_t ReadBody(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*,
                           nghttp2_data_source*, void*);
   static int OnInvalidFrame(nghttp2_session*, const nghttp2_frame*, int, void*);
+  static int OnError(nghttp2_session*, int, const char*, size_t, void*);
 
   void Attach(H2Stream* s, int32_t id);
   void Detach(H2Stream* s);
@@ -161,6 +165,7 @@ class H2Session {
   Delegate* delegate_;
   nghttp2_session* session_ = nullptr;
   std::string error_;
+  std::string submit_error_;
   H2Stream* streams_ = nullptr;
   size_t stream_count_ = 0;
 };

@@ -303,7 +303,7 @@ PyObject* Channel::UnaryCall(PyObject* path, PyObject* request, PyObject* timeou
   BuildRequestHeaders(&nva, std::string_view(path_s, static_cast<size_t>(path_len)),
                       timeout_header, md);
   if (conn->h2().SubmitRequest(call.get(), nva.data(), nva.size()) < 0) {
-    return StatusTuple(kInternal, "Failed to start the call: " + conn->h2().error(), nullptr,
+    return StatusTuple(kInternal, "Failed to start the call: " + conn->h2().submit_error(), nullptr,
                        nullptr, nullptr);
   }
   call->conn = conn;

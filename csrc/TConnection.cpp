@@ -280,7 +280,7 @@ void Connection::Drain(uint32_t error_code) {
 void Connection::MaybeFinishDrain() {
   if (state_ != kReady) return;
   if ((draining_ && h2_->stream_count() == 0 && out_off_ == out_.size()) || !h2_->WantsIo())
-    Close("Connection drained");
+    Close(h2_->error().empty() ? "Connection drained" : "HTTP/2 error: " + h2_->error());
 }
 
 void Connection::OnGoaway(uint32_t, int32_t) {

@@ -528,6 +528,30 @@ TEST_F(H2SessionPair, TrailersOnlyResponse) {
   EXPECT_EQ(server->stream_count(), 0u);
 }
 
+// A 1xx informational block before the response is skipped: the response
+// headers that follow are not mistaken for trailers.
+TEST_F(H2SessionPair, InformationalHeadersAreSkipped) {
+  RecStream* c = StartCall({"x"});
+  ASSERT_TRUE(Pump(*client, *server));
+  RecStream* s = ServerStream(0);
+  ASSERT_NE(s, nullptr);
+  ASSERT_EQ(c->id(), 1);
+  // HEADERS, END_HEADERS, stream 1: ":status: 100" as an HPACK literal
+  // without indexing on static name index 8.
+  const string informational("\x00\x00\x05\x01\x04\x00\x00\x00\x01" "\x08\x03" "100", 14);
+  ASSERT_TRUE(client->Receive(reinterpret_cast<const uint8_t*>(informational.data()),
+                              informational.size()));
+  EXPECT_FALSE(c->headers_received);
+  RespondTrailersOnly(*server, s, "12", "nope");
+  ASSERT_TRUE(Pump(*client, *server));
+  EXPECT_TRUE(c->headers_received);
+  EXPECT_EQ(c->http_status, 200);
+  EXPECT_EQ(ValueOr(c->headers, "grpc-status"), "12");
+  EXPECT_FALSE(c->trailers_received);
+  EXPECT_TRUE(c->trailers.empty());
+  EXPECT_EQ(c->close_code, 0u);
+}
+
 // A non-gRPC HTTP status (what PyServer's RespondHttpError sends).
 TEST_F(H2SessionPair, TrailersOnlyWithHttpErrorStatus) {
   RecStream* c = StartCall({"x"});
@@ -1360,8 +1384,9 @@ TEST(H2SessionBadInput, FirstFrameNotSettings) {
   ASSERT_EQ(st.goaway_codes.size(), 1u);
   EXPECT_EQ(st.goaway_codes[0], static_cast<uint32_t>(NGHTTP2_PROTOCOL_ERROR));
   EXPECT_FALSE(server.WantsIo());
-  // Later input is ignored.
-  EXPECT_TRUE(Feed(server, string(1000, '\x55')));
+  // Later input is refused, and the session says why it ended.
+  EXPECT_FALSE(Feed(server, string(1000, '\x55')));
+  EXPECT_FALSE(server.error().empty());
   EXPECT_TRUE(sd.ids.empty());
 }
 
