@@ -33,6 +33,14 @@ using Headers = std::vector<Header>;
 
 class H2Session;
 
+// A header for nghttp2's submit calls; it points into k and v (nghttp2
+// copies them during the call).
+inline nghttp2_nv MakeNv(std::string_view k, std::string_view v) {
+  return {reinterpret_cast<uint8_t*>(const_cast<char*>(k.data())),
+          reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), k.size(), v.size(),
+          NGHTTP2_NV_FLAG_NONE};
+}
+
 class H2Stream {
  public:
   explicit H2Stream(size_t max_recv_message) : deframer(max_recv_message) {}

@@ -227,12 +227,6 @@ ClientConnection* Channel::Connect(double deadline, bool wait_for_ready, int* co
   }
 }
 
-inline nghttp2_nv MakeNv(std::string_view k, std::string_view v) {
-  return {reinterpret_cast<uint8_t*>(const_cast<char*>(k.data())),
-          reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), k.size(), v.size(),
-          NGHTTP2_NV_FLAG_NONE};
-}
-
 void Channel::BuildRequestHeaders(std::vector<nghttp2_nv>* nva, std::string_view path,
                                   const std::string& timeout, const Headers& md) {
   nva->reserve(9 + md.size());

@@ -53,12 +53,6 @@ class DeferredDecref final : public Deferred {
   PyObject* o_;
 };
 
-inline nghttp2_nv MakeNv(std::string_view k, std::string_view v) {
-  return {reinterpret_cast<uint8_t*>(const_cast<char*>(k.data())),
-          reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), k.size(), v.size(),
-          NGHTTP2_NV_FLAG_NONE};
-}
-
 class ServerConnection final : public Connection {
  public:
   ServerConnection(Hub* hub, Server* server, const H2Settings& s)
