@@ -4,6 +4,17 @@
 
 namespace grpc_green {
 
+PyObject* InvalidMetadataError = nullptr;
+
+bool AddMetadataTypes(PyObject* module) {
+  if (!InvalidMetadataError) {
+    InvalidMetadataError = PyErr_NewException("grpc_green._core.InvalidMetadataError",
+                                              PyExc_ValueError, nullptr);
+    if (!InvalidMetadataError) return false;
+  }
+  return PyModule_AddObjectRef(module, "InvalidMetadataError", InvalidMetadataError) == 0;
+}
+
 namespace {
 
 bool ValueBytes(PyObject* value, std::string* out) {
@@ -39,7 +50,7 @@ bool AppendMetadata(PyObject* metadata, Headers* out) {
       converted = OwnedObject::consuming(PySequence_Tuple(pair));
       if (!converted || PyTuple_GET_SIZE(converted.get()) != 2) {
         PyErr_Clear();
-        PyErr_SetString(PyExc_ValueError,
+        PyErr_SetString(InvalidMetadataError,
                         "metadata was invalid: each item must be a (key, value) pair");
         return false;
       }
@@ -54,14 +65,14 @@ bool AppendMetadata(PyObject* metadata, Headers* out) {
     }
     if (!ValueBytes(key, &k) || !ValueBytes(value, &v)) return false;
     if (!IsValidMetadataKey(k)) {
-      PyErr_Format(PyExc_ValueError,
+      PyErr_Format(InvalidMetadataError,
                    "metadata was invalid: key '%s' is not a legal metadata key "
                    "(lowercase letters, digits, '-', '_' and '.')",
                    k.c_str());
       return false;
     }
     if (IsReservedHeader(k)) {
-      PyErr_Format(PyExc_ValueError, "metadata was invalid: key '%s' is reserved", k.c_str());
+      PyErr_Format(InvalidMetadataError, "metadata was invalid: key '%s' is reserved", k.c_str());
       return false;
     }
     if (IsBinaryHeader(k)) {
@@ -72,7 +83,7 @@ bool AppendMetadata(PyObject* metadata, Headers* out) {
       }
       v = Base64Encode(v);
     } else if (!IsValidMetadataValue(v)) {
-      PyErr_Format(PyExc_ValueError,
+      PyErr_Format(InvalidMetadataError,
                    "metadata was invalid: value of key '%s' must be printable ASCII "
                    "(use a key ending in '-bin' for binary values)",
                    k.c_str());

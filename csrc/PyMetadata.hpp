@@ -11,8 +11,15 @@
 
 namespace grpc_green {
 
-// Validates and appends user metadata. Returns false with ValueError /
-// TypeError set on an invalid key or value (nothing is sent then).
+// Raised for an illegal metadata key or value: _core.InvalidMetadataError,
+// a ValueError. The client layer turns it into grpcio's INTERNAL
+// "Invalid metadata" RpcError. Created by AddMetadataTypes() at module init.
+extern PyObject* InvalidMetadataError;
+bool AddMetadataTypes(PyObject* module);
+
+// Validates and appends user metadata. Returns false with
+// InvalidMetadataError (bad key or value) or TypeError (wrong type) set;
+// nothing is sent then.
 bool AppendMetadata(PyObject* metadata, Headers* out);
 
 // Builds the Python tuple of (key, value) pairs for received headers,

@@ -7,6 +7,7 @@
 
 #include <nghttp2/nghttp2ver.h>
 
+#include "PyMetadata.hpp"
 #include "PyTypes.hpp"
 #include "gg_refs.hpp"
 
@@ -165,6 +166,7 @@ int module_exec(PyObject* m) {
     if (PyModule_AddObjectRef(m, t.name, reinterpret_cast<PyObject*>(t.type)) < 0) return -1;
   }
   if (PyModule_AddStringConstant(m, "NGHTTP2_VERSION", NGHTTP2_VERSION) < 0) return -1;
+  if (!AddMetadataTypes(m)) return -1;
   return 0;
 }
 

@@ -78,7 +78,6 @@ class ServerStream final : public H2Stream, private TimerHandler {
   bool headers_sent = false;
   bool finished = false;
   bool cancelled = false;
-  bool closed = false;
   bool counted = false;  // counts against maximum_concurrent_rpcs
   double deadline = -1;
 
@@ -293,7 +292,6 @@ void Listener::OnIo(int) { server_->Accept(fd_); }
 void ServerStream::OnHeaders() { server->OnRequestHeaders(this); }
 
 void ServerStream::OnClose(uint32_t) {
-  closed = true;
   if (!finished) cancelled = true;
   if (timer_) timer_->Stop();
   waiter.Wake();
@@ -466,10 +464,10 @@ void Server::OnCallClosed(ServerStream* s) {
     // Callbacks run in a greenlet of their own, after this hook returns.
     PyObject* cbs = call->callbacks;
     call->callbacks = nullptr;
+    OwnedObject no_args = OwnedObject::consuming(PyTuple_New(0));
     Py_ssize_t n = PyList_GET_SIZE(cbs);
     for (Py_ssize_t i = 0; i < n; ++i) {
-      OwnedObject empty = OwnedObject::consuming(PyTuple_New(0));
-      if (!empty || !hub_->Spawn(PyList_GET_ITEM(cbs, i), empty.get()))
+      if (!no_args || !hub_->Spawn(PyList_GET_ITEM(cbs, i), no_args.get()))
         PyErr_WriteUnraisable(PyList_GET_ITEM(cbs, i));
     }
     Py_DECREF(cbs);
@@ -511,7 +509,7 @@ PyObject* ServerCall_read(PyServerCallObject* self, PyObject*) {
       q.pop_front();
       return b;
     }
-    if (s->remote_ended || s->closed || s->finished || s->cancelled || s->deframer.failed())
+    if (s->remote_ended || !s->attached() || s->finished || s->cancelled || s->deframer.failed())
       Py_RETURN_NONE;
     if (s->waiter.Wait() == Waiter::kError) return nullptr;
   }
@@ -577,7 +575,7 @@ PyObject* ServerCall_cancel(PyServerCallObject* self, PyObject*) {
 }
 
 PyObject* ServerCall_add_callback(PyServerCallObject* self, PyObject* cb) {
-  if (self->stream->closed) Py_RETURN_FALSE;
+  if (!self->stream->attached()) Py_RETURN_FALSE;  // the RPC has ended
   if (!self->callbacks && !(self->callbacks = PyList_New(0))) return nullptr;
   if (PyList_Append(self->callbacks, cb) < 0) return nullptr;
   Py_RETURN_TRUE;

@@ -99,8 +99,7 @@ bool ResolveTarget(const std::string& target_in, std::vector<SocketAddress>* out
 }
 
 Connection::Connection(Hub* hub, H2Session::Role role, const H2Settings& settings)
-    : hub_(hub), state_(kConnecting), settings_(settings) {
-  (void)role;
+    : hub_(hub), state_(kConnecting) {
   h2_ = std::make_unique<H2Session>(role, this, settings);
 }
 

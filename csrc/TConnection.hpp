@@ -94,7 +94,6 @@ class Connection : public Flushable, public IoHandler, public H2Session::Delegat
   bool draining_ = false;
   int fd_ = -1;
   std::unique_ptr<IoWatcher> io_;
-  H2Settings settings_;
   std::unique_ptr<H2Session> h2_;
   std::string peer_;
   std::string error_;

@@ -47,16 +47,18 @@ Waiter::~Waiter() {
 Waiter::Result Waiter::Wait(double timeout) {
   if (!hub_ && !(hub_ = Hub::Get())) return kError;
   if (!hub_->CheckThread()) return kError;
-  if (hub_->InHubGreenlet()) {
-    PyErr_SetString(PyExc_RuntimeError,
-                    "grpc_green: a blocking call cannot run on the hub greenlet");
-    return kError;
-  }
   if (greenlet_) {
     PyErr_SetString(PyExc_RuntimeError, "grpc_green: this waiter already has a greenlet waiting");
     return kError;
   }
-  greenlet_ = CurrentGreenlet();
+  PyObject* current = CurrentGreenlet();
+  if (current == hub_->hub_greenlet_.get()) {
+    Py_DECREF(current);
+    PyErr_SetString(PyExc_RuntimeError,
+                    "grpc_green: a blocking call cannot run on the hub greenlet");
+    return kError;
+  }
+  greenlet_ = current;
   woken_ = false;
   if (timeout >= 0) {
     if (!timer_) timer_ = hub_->io().NewTimer(this);
@@ -149,13 +151,6 @@ bool Hub::CheckThread() const {
   return false;
 }
 
-bool Hub::InHubGreenlet() const {
-  PyObject* cur = CurrentGreenlet();
-  bool in_hub = cur == hub_greenlet_.get();
-  Py_XDECREF(cur);
-  return in_hub;
-}
-
 PyObject* Hub::SwitchToHub() {
   if (!EnsureHubGreenlet()) return nullptr;
   return PyGreenlet_Switch(reinterpret_cast<PyGreenlet*>(hub_greenlet_.get()), nullptr, nullptr);
@@ -218,11 +213,6 @@ bool Hub::Kill(PyObject* g, PyObject* exc) {
   Py_INCREF(exc);
   ready_.push_back({nullptr, g, exc, true});
   return true;
-}
-
-bool Hub::Yield() {
-  auto w = std::make_unique<Waiter>();
-  return w->Wait(0) != Waiter::kError;
 }
 
 PyObject* Hub::RunHub(PyObject* capsule, PyObject*) {

@@ -94,7 +94,6 @@ class Hub {
   // True when the caller runs on this hub's thread; otherwise sets a
   // RuntimeError and returns false.
   bool CheckThread() const;
-  bool InHubGreenlet() const;
 
   // Runs callable(*args) in a greenlet of the hub's pool. Returns false with
   // a Python error set on failure.
@@ -113,8 +112,6 @@ class Hub {
   }
   void Unmark(Flushable* f);
   void DeferDelete(Deferred* d) { graveyard_.emplace_back(d); }
-  // Parks the current greenlet until the next hub iteration.
-  bool Yield();
 
  private:
   friend class Waiter;

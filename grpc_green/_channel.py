@@ -113,9 +113,7 @@ class _UnaryUnaryMultiCallable(_api.UnaryUnaryMultiCallable):
             code, details, raw, initial, trailing = self._core.unary_unary(
                 self._method, payload, timeout, metadata, bool(wait_for_ready)
             )
-        except ValueError as err:
-            if not str(err).startswith("metadata was invalid"):
-                raise
+        except _core.InvalidMetadataError as err:
             # grpcio fails the call locally; the cause says what was wrong.
             raise _InactiveRpcError(StatusCode.INTERNAL, "Invalid metadata") from err
         if code != 0:
