@@ -11,6 +11,25 @@ __all__ = (
 )
 
 
+def _method_handler(request_streaming, response_streaming, behavior,
+                    request_deserializer, response_serializer):
+    kinds = {
+        (False, False): "unary_unary",
+        (False, True): "unary_stream",
+        (True, False): "stream_unary",
+        (True, True): "stream_stream",
+    }
+    behaviors = dict.fromkeys(kinds.values())
+    behaviors[kinds[request_streaming, response_streaming]] = behavior
+    return _utilities.RpcMethodHandler(
+        request_streaming=request_streaming,
+        response_streaming=response_streaming,
+        request_deserializer=request_deserializer,
+        response_serializer=response_serializer,
+        **behaviors,
+    )
+
+
 def unary_unary_rpc_method_handler(
     behavior, request_deserializer=None, response_serializer=None
 ):
@@ -18,16 +37,7 @@ def unary_unary_rpc_method_handler(
 
     ``behavior(request, context)`` returns the response.
     """
-    return _utilities.RpcMethodHandler(
-        request_streaming=False,
-        response_streaming=False,
-        request_deserializer=request_deserializer,
-        response_serializer=response_serializer,
-        unary_unary=behavior,
-        unary_stream=None,
-        stream_unary=None,
-        stream_stream=None,
-    )
+    return _method_handler(False, False, behavior, request_deserializer, response_serializer)
 
 
 def unary_stream_rpc_method_handler(
@@ -37,16 +47,7 @@ def unary_stream_rpc_method_handler(
 
     ``behavior(request, context)`` returns an iterator of responses.
     """
-    return _utilities.RpcMethodHandler(
-        request_streaming=False,
-        response_streaming=True,
-        request_deserializer=request_deserializer,
-        response_serializer=response_serializer,
-        unary_unary=None,
-        unary_stream=behavior,
-        stream_unary=None,
-        stream_stream=None,
-    )
+    return _method_handler(False, True, behavior, request_deserializer, response_serializer)
 
 
 def stream_unary_rpc_method_handler(
@@ -56,16 +57,7 @@ def stream_unary_rpc_method_handler(
 
     ``behavior(request_iterator, context)`` returns the response.
     """
-    return _utilities.RpcMethodHandler(
-        request_streaming=True,
-        response_streaming=False,
-        request_deserializer=request_deserializer,
-        response_serializer=response_serializer,
-        unary_unary=None,
-        unary_stream=None,
-        stream_unary=behavior,
-        stream_stream=None,
-    )
+    return _method_handler(True, False, behavior, request_deserializer, response_serializer)
 
 
 def stream_stream_rpc_method_handler(
@@ -75,16 +67,7 @@ def stream_stream_rpc_method_handler(
 
     ``behavior(request_iterator, context)`` returns an iterator of responses.
     """
-    return _utilities.RpcMethodHandler(
-        request_streaming=True,
-        response_streaming=True,
-        request_deserializer=request_deserializer,
-        response_serializer=response_serializer,
-        unary_unary=None,
-        unary_stream=None,
-        stream_unary=None,
-        stream_stream=behavior,
-    )
+    return _method_handler(True, True, behavior, request_deserializer, response_serializer)
 
 
 def method_handlers_generic_handler(service, method_handlers):

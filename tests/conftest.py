@@ -335,23 +335,15 @@ def grpc_mod():
 # --------------------------------------------------------------- servicer
 
 
-def metadata_to_headers(metadata):
-    return [
-        testing_pb2.Header(key=k, binary_value=v) if k.endswith("-bin")
-        else testing_pb2.Header(key=k, value=v)
-        for k, v in metadata
-    ]
-
-
-def headers_to_metadata(headers):
-    return tuple((h.key, h.binary_value if h.key.endswith("-bin") else h.value) for h in headers)
+from echo_behaviour import headers_to_metadata, metadata_to_headers, respond  # noqa: E402
 
 
 class EchoServicer(testing_pb2_grpc.TestServiceServicer):
     """TestService.Echo, driven by the fields of EchoRequest (see testing.proto).
 
-    Mirrors tests/peers/grpcio_server.py. Bookkeeping is bounded (deques), so
-    leak tests can run it for thousands of calls.
+    The answer itself comes from echo_behaviour, shared with the grpcio peer.
+    Bookkeeping is bounded (deques), so leak tests can run it for thousands
+    of calls.
     """
 
     def __init__(self, sleep=None, history=256):
@@ -394,40 +386,10 @@ class EchoServicer(testing_pb2_grpc.TestServiceServicer):
                     return testing_pb2.EchoResponse()
             self.outcomes.append((message, "completed"))
 
-            initial = list(headers_to_metadata(request.initial_metadata))
-            trailing = list(headers_to_metadata(request.trailing_metadata))
-            if request.echo_metadata:
-                for key, value in metadata:
-                    if key.startswith("x-echo-"):
-                        initial.append(("initial-" + key, value))
-                        trailing.append(("trailing-" + key, value))
-            if initial:
-                context.send_initial_metadata(tuple(initial))
-            if trailing:
-                context.set_trailing_metadata(tuple(trailing))
-
-            if request.raise_exception:
-                raise RuntimeError(request.exception_message)
-            if request.status_code:
-                code = STATUS_BY_VALUE[request.status_code]
-                if request.use_abort:
-                    context.abort(code, request.status_details)
-                context.set_code(code)
-                context.set_details(request.status_details)
-
-            return testing_pb2.EchoResponse(
-                payload=request.payload,
-                message=request.message,
-                has_time_remaining=remaining is not None,
-                time_remaining=remaining if remaining is not None else 0.0,
-                peer=peer,
-                received_metadata=metadata_to_headers(metadata),
-            )
+            return respond(grpc, request, context, metadata, peer, remaining)
         finally:
             self.in_flight -= 1
 
-
-STATUS_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
 
 RAW_SERVICE = "grpc_green.testing.Raw"
 

@@ -9,7 +9,7 @@ closed (the test process died or closed the pipe), on SIGTERM/SIGKILL, or —
 on purpose — when an EchoRequest asks it to ``die`` (os._exit in the middle
 of the call, so the client sees the connection drop).
 
-Keep the servicer in step with EchoServicer in tests/conftest.py.
+Its answers come from tests/echo_behaviour.py, shared with the in-process servicer.
 """
 
 import os
@@ -20,24 +20,13 @@ from concurrent import futures
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_gen"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # echo_behaviour
 
 import grpc  # noqa: E402  (real grpcio: this process is never patched)
 import testing_pb2  # noqa: E402
 import testing_pb2_grpc  # noqa: E402
 
-STATUS_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
-
-
-def metadata_to_headers(metadata):
-    return [
-        testing_pb2.Header(key=k, binary_value=v) if k.endswith("-bin")
-        else testing_pb2.Header(key=k, value=v)
-        for k, v in metadata
-    ]
-
-
-def headers_to_metadata(headers):
-    return tuple((h.key, h.binary_value if h.key.endswith("-bin") else h.value) for h in headers)
+from echo_behaviour import respond  # noqa: E402
 
 
 class EchoServicer(testing_pb2_grpc.TestServiceServicer):
@@ -57,35 +46,7 @@ class EchoServicer(testing_pb2_grpc.TestServiceServicer):
             if not context.is_active():
                 return testing_pb2.EchoResponse()
 
-        initial = list(headers_to_metadata(request.initial_metadata))
-        trailing = list(headers_to_metadata(request.trailing_metadata))
-        if request.echo_metadata:
-            for key, value in metadata:
-                if key.startswith("x-echo-"):
-                    initial.append(("initial-" + key, value))
-                    trailing.append(("trailing-" + key, value))
-        if initial:
-            context.send_initial_metadata(tuple(initial))
-        if trailing:
-            context.set_trailing_metadata(tuple(trailing))
-
-        if request.raise_exception:
-            raise RuntimeError(request.exception_message)
-        if request.status_code:
-            code = STATUS_BY_VALUE[request.status_code]
-            if request.use_abort:
-                context.abort(code, request.status_details)
-            context.set_code(code)
-            context.set_details(request.status_details)
-
-        return testing_pb2.EchoResponse(
-            payload=request.payload,
-            message=request.message,
-            has_time_remaining=remaining is not None,
-            time_remaining=remaining if remaining is not None else 0.0,
-            peer=peer,
-            received_metadata=metadata_to_headers(metadata),
-        )
+        return respond(grpc, request, context, metadata, peer, remaining)
 
 
 def _exit_when_stdin_closes():
