@@ -5,7 +5,7 @@
 namespace grpc_green {
 
 H2Session::H2Session(Role role, Delegate* delegate, const H2Settings& settings)
-    : role_(role), delegate_(delegate) {
+    : role_(role), delegate_(delegate), max_buffered_(settings.max_buffered_per_stream) {
   static nghttp2_session_callbacks* callbacks = MakeCallbacks();
   nghttp2_option* option = nullptr;
   int rv = nghttp2_option_new(&option);
@@ -18,6 +18,9 @@ H2Session::H2Session(Role role, Delegate* delegate, const H2Settings& settings)
   // MAX_CONCURRENT_STREAMS allows (unlimited by default): memory that grows
   // with every call. gRPC does not use priorities.
   nghttp2_option_set_no_closed_streams(option, 1);
+  // Flow control is ours: the connection window is given back as DATA
+  // arrives, a stream's window as its reader takes messages (Consumed()).
+  nghttp2_option_set_no_auto_window_update(option, 1);
   // grpc-message values may end in spaces (percent-encoding leaves them
   // alone); RFC 9113's whitespace rule would reset such streams.
   nghttp2_option_set_no_rfc9113_leading_and_trailing_ws_validation(option, 1);
@@ -130,6 +133,15 @@ void H2Session::ResumeData(H2Stream* stream) {
     stream->data_deferred = false;
     nghttp2_session_resume_data(session_, stream->id_);
   }
+}
+
+bool H2Session::Consumed(H2Stream* stream) {
+  if (!stream->attached() || stream->unconsumed == 0 ||
+      stream->deframer.queued_bytes() >= max_buffered_)
+    return false;
+  nghttp2_session_consume_stream(session_, stream->id_, stream->unconsumed);
+  stream->unconsumed = 0;
+  return true;
 }
 
 void H2Session::Reset(H2Stream* stream, uint32_t error_code) {
@@ -255,11 +267,16 @@ int H2Session::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* u
 int H2Session::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
                            size_t len, void* ud) {
   auto* self = static_cast<H2Session*>(ud);
+  // The connection window comes back at once: the per-stream windows are
+  // what bounds buffering, and a slow stream must not stall the others.
+  nghttp2_session_consume_connection(self->session_, len);
   H2Stream* s = self->StreamOf(stream_id);
   if (!s || s->deframer.failed()) return 0;
+  s->unconsumed += len;
   size_t before = s->deframer.messages().size();
   bool ok = s->deframer.Feed(data, len);
   if (!ok || s->deframer.messages().size() != before) s->OnMessages();
+  if (s->attached()) self->Consumed(s);
   return 0;
 }
 
@@ -290,7 +307,13 @@ ssize_t H2Session::ReadBody(nghttp2_session* session, int32_t stream_id, uint8_t
     if (s->send_off == s->sendbuf.size()) {
       s->sendbuf.clear();
       s->send_off = 0;
+    } else if (s->send_off >= (64u << 10) && s->send_off * 2 >= s->sendbuf.size()) {
+      // A writer that keeps the buffer topped up never lets it empty:
+      // drop the sent prefix once it is the larger half.
+      s->sendbuf.erase(0, s->send_off);
+      s->send_off = 0;
     }
+    s->OnSendProgress();
   }
   if (s->pending_send() == 0) {
     if (s->send_closed) {
@@ -313,6 +336,19 @@ ssize_t H2Session::ReadBody(nghttp2_session* session, int32_t stream_id, uint8_t
     }
   }
   return static_cast<ssize_t>(n);
+}
+
+int H2Session::OnFrameSend(nghttp2_session* session, const nghttp2_frame* frame, void* ud) {
+  auto* self = static_cast<H2Session*>(ud);
+  // A server that has sent its status before the request ended does not
+  // want the rest of it: RST_STREAM(NO_ERROR) tells the client to stop.
+  if (self->role_ != kServer || frame->hd.type != NGHTTP2_HEADERS ||
+      !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    return 0;
+  H2Stream* s = self->StreamOf(frame->hd.stream_id);
+  if (s && !s->remote_ended)
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+  return 0;
 }
 
 int H2Session::OnInvalidFrame(nghttp2_session*, const nghttp2_frame*, int, void*) { return 0; }
@@ -339,6 +375,7 @@ nghttp2_session_callbacks* H2Session::MakeCallbacks() {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb, OnFrameRecv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, OnDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, OnStreamClose);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb, OnFrameSend);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, OnInvalidFrame);
   nghttp2_session_callbacks_set_error_callback2(cb, OnError);
   return cb;  // shared by every session, never freed

@@ -71,10 +71,17 @@ class H2Stream {
 
   size_t pending_send() const { return sendbuf.size() - send_off; }
 
+  // --- flow control ---
+  // DATA bytes received on this stream that have not been given back to
+  // the peer as stream window yet. They are given back while the reader
+  // keeps up (see H2Session::Consumed()).
+  size_t unconsumed = 0;
+
   // --- hooks (called inside Receive()/CollectOutput()) ---
   virtual void OnHeaders() {}          // headers block complete
   virtual void OnTrailers() {}         // client: trailers complete
   virtual void OnMessages() {}         // deframer gained messages or failed
+  virtual void OnSendProgress() {}     // part of sendbuf went to the wire
   virtual void OnRemoteEnd() {}        // END_STREAM received
   virtual void OnClose(uint32_t h2_error_code) {}  // last hook; detached after
 
@@ -95,6 +102,11 @@ struct H2Settings {
   // Server: client RST_STREAMs tolerated in a burst / per second after it.
   uint64_t reset_burst = 100000;
   uint64_t reset_rate = 10000;
+  // Flow control: a stream's window is given back to the peer only while
+  // fewer than this many bytes of complete messages wait for the reader,
+  // so a reader that stops reading stops the sender after at most this
+  // plus one window (plus the message being assembled) per stream.
+  size_t max_buffered_per_stream = 64 * 1024;
 };
 
 class H2Session {
@@ -141,6 +153,10 @@ class H2Session {
                       bool end_stream);
   // More of sendbuf is ready, or send_closed/has_trailers changed.
   void ResumeData(H2Stream* stream);
+  // The reader popped messages from stream->deframer: give the peer its
+  // window back if the stream's backlog is under the limit. Returns true
+  // when a WINDOW_UPDATE may be waiting to be sent.
+  bool Consumed(H2Stream* stream);
   // RST_STREAM; the stream's OnClose() runs when nghttp2 closes it.
   void Reset(H2Stream* stream, uint32_t error_code);
   // Resets the stream and detaches it at once: no hook runs for it again.
@@ -160,6 +176,7 @@ class H2Session {
   static int OnFrameRecv(nghttp2_session*, const nghttp2_frame*, void*);
   static int OnDataChunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
   static int OnStreamClose(nghttp2_session*, int32_t, uint32_t, void*);
+  static int OnFrameSend(nghttp2_session*, const nghttp2_frame*, void*);
   static ssize_t ReadBody(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*,
                           nghttp2_data_source*, void*);
   static int OnInvalidFrame(nghttp2_session*, const nghttp2_frame*, int, void*);
@@ -171,6 +188,7 @@ class H2Session {
 
   Role role_;
   Delegate* delegate_;
+  size_t max_buffered_;
   nghttp2_session* session_ = nullptr;
   std::string error_;
   std::string submit_error_;

@@ -35,40 +35,83 @@ class ClientConnection final : public Connection {
   void OnClosed() override;
 };
 
-class ClientCall final : public H2Stream, private TimerHandler {
- public:
-  ClientCall(Channel* channel, size_t max_recv) : H2Stream(max_recv), channel_(channel) {}
+// Bytes of queued request messages past which a writer parks until the
+// HTTP/2 send window lets some of them out.
+constexpr size_t kSendHighWater = 64 * 1024;
 
-  Waiter waiter;
+// One RPC on the client: a stream plus what the caller sees of it. Owned by
+// the greenlet running a unary call, or by a _core.Call object.
+class ClientCall final : public H2Stream, public Deferred, private TimerHandler {
+ public:
+  ClientCall(Channel* channel, size_t max_recv, bool unary_response)
+      : H2Stream(max_recv), unary_response(unary_response), channel_(channel) {}
+  ~ClientCall() override { Abandon(); }
+
+  // Who waits: readers and status waiters, writers, initial-metadata waiters.
+  WaitList recv_wait;
+  WaitList send_wait;
+  WaitList md_wait;
   bool done = false;
   int code = kUnknown;
   std::string details;
+  // The caller takes exactly one response message, at the end: the
+  // response cardinality is checked when the status arrives, and arriving
+  // messages wake nobody.
+  bool unary_response;
+  double deadline = -1;
   ClientConnection* conn = nullptr;  // valid while attached()
+  OwnedObject callbacks;             // list: spawned when the call ends
 
-  void StartDeadline(Hub* hub, double after) {
+  void StartDeadline(Hub* hub) {
+    if (deadline < 0) return;
     timer_ = hub->io().NewTimer(this);
-    timer_->Start(after);
+    timer_->Start(std::max(0.0, deadline - hub->Now()));
   }
+  // The status is known: wake everyone, run the done callbacks.
+  void Finish(int c, std::string d);
   // Ends the call here (deadline, cancellation, bad input): reset the
-  // stream and stop listening to it.
+  // stream, drop what was not read, stop listening to it.
   void EndLocally(int c, std::string d) {
     if (done) return;
-    code = c;
-    details = std::move(d);
-    done = true;
-    if (attached()) {
-      session()->Abandon(this, NGHTTP2_CANCEL);
-      conn->Kick();
-    }
-    waiter.Wake();
+    deframer.Clear();
+    Abandon();
+    Finish(c, std::move(d));
+  }
+  void Abandon(uint32_t h2_code = NGHTTP2_CANCEL) {
+    if (!attached()) return;
+    session()->Abandon(this, h2_code);
+    conn->Kick();
+  }
+  void Kick() {
+    if (attached()) conn->Kick();
+  }
+  Hub* hub() const;
+  long long max_send() const;
+  // Initial metadata (empty for a Trailers-Only response) and trailing
+  // metadata as received so far.
+  bool trailers_only() const { return remote_ended && !trailers_received; }
+  const Headers* initial_headers() const {
+    return headers_received && !trailers_only() ? &headers : nullptr;
+  }
+  const Headers* trailing_headers() const {
+    if (trailers_received) return &trailers;
+    return headers_received && trailers_only() ? &headers : nullptr;
   }
 
  private:
+  void OnHeaders() override { md_wait.WakeAll(); }
   void OnMessages() override {
     if (deframer.failed()) EndLocally(deframer.error_code(), deframer.error());
+    else if (!unary_response) recv_wait.WakeAll();
+  }
+  void OnRemoteEnd() override;
+  void OnSendProgress() override {
+    if (pending_send() <= kSendHighWater) send_wait.WakeAll();
   }
   void OnClose(uint32_t err) override;
   void OnTimer() override { EndLocally(kDeadlineExceeded, "Deadline Exceeded"); }
+  // The status a peer's grpc-status (or its absence) gives.
+  void FinishFromHeaders(const Headers& src);
 
   Channel* channel_;
   std::unique_ptr<Timer> timer_;
@@ -102,6 +145,12 @@ class Channel {
   // (code == -1).
   ClientConnection* Connect(double deadline, bool wait_for_ready, int* code, std::string* details);
 
+  // Opens a call: connects (parking the caller), submits the headers and,
+  // when `request` is given, the one request message. Returns nullptr with
+  // a Python error set, or the call, already done if it could not start.
+  std::unique_ptr<ClientCall> StartCall(PyObject* path, PyObject* timeout, PyObject* metadata,
+                                        bool wait_for_ready, PyObject* request,
+                                        bool unary_response);
   PyObject* UnaryCall(PyObject* path, PyObject* request, PyObject* timeout, PyObject* metadata,
                       bool wait_for_ready);
 
@@ -131,39 +180,74 @@ void ClientConnection::OnClosed() {
   }
 }
 
-void ClientCall::OnClose(uint32_t err) {
+Hub* ClientCall::hub() const { return channel_->hub(); }
+long long ClientCall::max_send() const { return channel_->opts().max_send; }
+
+void ClientCall::Finish(int c, std::string d) {
   if (done) return;
   done = true;
-  const Headers& src = trailers_received ? trailers : headers;
+  code = c;
+  details = std::move(d);
+  if (timer_) timer_->Stop();
+  if (code == kOk && unary_response && deframer.messages().size() != 1) {
+    code = kUnimplemented;
+    details = deframer.has_message() ? "Too many responses for unary request"
+                                     : "No message returned for unary request";
+    deframer.Clear();
+  }
+  recv_wait.WakeAll();
+  send_wait.WakeAll();
+  md_wait.WakeAll();
+  if (callbacks) {
+    PyObject* cbs = callbacks.relinquish();
+    Hub* hub = channel_->hub();
+    OwnedObject no_args = OwnedObject::consuming(PyTuple_New(0));
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(cbs); ++i) {
+      if (!no_args || !hub->Spawn(PyList_GET_ITEM(cbs, i), no_args.get()))
+        PyErr_WriteUnraisable(PyList_GET_ITEM(cbs, i));
+    }
+    Py_DECREF(cbs);
+  }
+}
+
+void ClientCall::FinishFromHeaders(const Headers& src) {
   const std::string* status = FindHeader(src, "grpc-status");
   int parsed;
   if (status && ParseGrpcStatus(*status, &parsed)) {
-    code = parsed;
     const std::string* msg = FindHeader(src, "grpc-message");
-    details = msg ? PercentDecode(*msg) : std::string();
-    if (code == kOk && deframer.has_partial()) {
-      code = kInternal;
-      details = "Stream ended in the middle of a message";
-    }
-  } else if (err == kConnectionLost) {
-    if (channel_->closed()) {
-      code = kCancelled;
-      details = "Channel closed!";
-    } else {
-      code = kUnavailable;
-      details = conn && !conn->error().empty() ? conn->error() : "Socket closed";
-    }
-  } else if (err != NGHTTP2_NO_ERROR) {
-    code = StatusFromHttp2Error(err);
-    details = "Received RST_STREAM with error code " + std::to_string(err);
+    if (parsed == kOk && deframer.has_partial())
+      Finish(kInternal, "Stream ended in the middle of a message");
+    else
+      Finish(parsed, msg ? PercentDecode(*msg) : std::string());
   } else if (http_status != 200 && http_status != 0) {
-    code = StatusFromHttpStatus(http_status);
-    details = "Received http2 header with status: " + std::to_string(http_status);
+    Finish(StatusFromHttpStatus(http_status),
+           "Received http2 header with status: " + std::to_string(http_status));
   } else {
-    code = kUnknown;
-    details = "Stream removed without grpc-status";
+    Finish(kUnknown, "Stream removed without grpc-status");
   }
-  waiter.Wake();
+}
+
+void ClientCall::OnRemoteEnd() {
+  if (done) return;
+  FinishFromHeaders(trailers_received ? trailers : headers);
+  // The server is done; whatever we have not sent yet is not wanted.
+  if (!send_closed || pending_send()) Abandon(NGHTTP2_NO_ERROR);
+}
+
+void ClientCall::OnClose(uint32_t err) {
+  if (done) return;
+  if (trailers_received || (headers_received && remote_ended)) {
+    FinishFromHeaders(trailers_received ? trailers : headers);
+  } else if (err == kConnectionLost) {
+    if (channel_->closed())
+      Finish(kCancelled, "Channel closed!");
+    else
+      Finish(kUnavailable, conn && !conn->error().empty() ? conn->error() : "Socket closed");
+  } else if (err != NGHTTP2_NO_ERROR) {
+    Finish(StatusFromHttp2Error(err), "Received RST_STREAM with error code " + std::to_string(err));
+  } else {
+    FinishFromHeaders(headers);
+  }
 }
 
 bool Channel::Resolve(std::string* err) {
@@ -242,70 +326,83 @@ void Channel::BuildRequestHeaders(std::vector<nghttp2_nv>* nva, std::string_view
   for (auto& h : md) nva->push_back(MakeNv(h.first, h.second));
 }
 
-PyObject* StatusTuple(int code, const std::string& details, PyObject* response, PyObject* initial,
-                      PyObject* trailing) {
-  OwnedObject d = OwnedObject::consuming(
-      PyUnicode_DecodeUTF8(details.data(), static_cast<Py_ssize_t>(details.size()), "replace"));
-  if (!d) return nullptr;
-  OwnedObject empty = OwnedObject::consuming(PyTuple_New(0));
-  if (!empty) return nullptr;
-  return Py_BuildValue("(iOOOO)", code, d.get(), response ? response : Py_None,
-                       initial ? initial : empty.get(), trailing ? trailing : empty.get());
-}
-
-PyObject* Channel::UnaryCall(PyObject* path, PyObject* request, PyObject* timeout,
-                             PyObject* metadata, bool wait_for_ready) {
+std::unique_ptr<ClientCall> Channel::StartCall(PyObject* path, PyObject* timeout,
+                                               PyObject* metadata, bool wait_for_ready,
+                                               PyObject* request, bool unary_response) {
   if (!hub_->CheckThread()) return nullptr;
   Py_ssize_t path_len;
   const char* path_s = PyUnicode_AsUTF8AndSize(path, &path_len);
   if (!path_s) return nullptr;
   Py_buffer req;
-  if (PyObject_GetBuffer(request, &req, PyBUF_SIMPLE) < 0) return nullptr;
+  if (request && PyObject_GetBuffer(request, &req, PyBUF_SIMPLE) < 0) return nullptr;
   struct Release {
     Py_buffer* b;
-    ~Release() { PyBuffer_Release(b); }
-  } release{&req};
+    ~Release() {
+      if (b) PyBuffer_Release(b);
+    }
+  } release{request ? &req : nullptr};
 
   Headers md;
   if (!AppendMetadata(metadata, &md)) return nullptr;
-  double deadline = -1;
+  auto call = std::make_unique<ClientCall>(this, opts_.max_recv, unary_response);
   std::string timeout_header;
   if (timeout && timeout != Py_None) {
     double t = PyFloat_AsDouble(timeout);
     if (t == -1.0 && PyErr_Occurred()) return nullptr;
-    deadline = hub_->Now() + t;
+    call->deadline = hub_->Now() + t;
     timeout_header = EncodeGrpcTimeout(static_cast<int64_t>(t * 1e9));
   }
-  if (opts_.max_send >= 0 && req.len > opts_.max_send) {
-    return StatusTuple(kResourceExhausted,
-                       "Sent message larger than max (" + std::to_string(req.len) + " vs. " +
-                           std::to_string(opts_.max_send) + ")",
-                       nullptr, nullptr, nullptr);
+  if (request) {
+    if (opts_.max_send >= 0 && req.len > opts_.max_send) {
+      call->Finish(kResourceExhausted, "Sent message larger than max (" + std::to_string(req.len) +
+                                           " vs. " + std::to_string(opts_.max_send) + ")");
+      return call;
+    }
+    AppendFramedMessage(call->sendbuf, static_cast<const char*>(req.buf),
+                        static_cast<size_t>(req.len));
+    call->send_closed = true;
   }
   int code = 0;
   std::string details;
-  ClientConnection* conn = Connect(deadline, wait_for_ready, &code, &details);
+  ClientConnection* conn = Connect(call->deadline, wait_for_ready, &code, &details);
   if (!conn) {
     if (code < 0) return nullptr;
-    return StatusTuple(code, details, nullptr, nullptr, nullptr);
+    call->Finish(code, std::move(details));
+    return call;
   }
-
-  auto call = std::make_unique<ClientCall>(this, opts_.max_recv);
-  AppendFramedMessage(call->sendbuf, static_cast<const char*>(req.buf), static_cast<size_t>(req.len));
-  call->send_closed = true;
   std::vector<nghttp2_nv> nva;
   BuildRequestHeaders(&nva, std::string_view(path_s, static_cast<size_t>(path_len)),
                       timeout_header, md);
   if (conn->h2().SubmitRequest(call.get(), nva.data(), nva.size()) < 0) {
-    return StatusTuple(kInternal, "Failed to start the call: " + conn->h2().submit_error(), nullptr,
-                       nullptr, nullptr);
+    call->Finish(kInternal, "Failed to start the call: " + conn->h2().submit_error());
+    return call;
   }
   call->conn = conn;
   conn->Kick();
-  if (deadline >= 0) call->StartDeadline(hub_, deadline - hub_->Now());
+  call->StartDeadline(hub_);
+  return call;
+}
 
+PyObject* StatusTuple(const ClientCall& call, PyObject* response) {
+  OwnedObject d = OwnedObject::consuming(PyUnicode_DecodeUTF8(
+      call.details.data(), static_cast<Py_ssize_t>(call.details.size()), "replace"));
+  if (!d) return nullptr;
+  const Headers* ih = call.initial_headers();
+  const Headers* th = call.trailing_headers();
+  OwnedObject initial = OwnedObject::consuming(ih ? MetadataToPython(*ih) : PyTuple_New(0));
+  OwnedObject trailing = OwnedObject::consuming(th ? MetadataToPython(*th) : PyTuple_New(0));
+  if (!initial || !trailing) return nullptr;
+  return Py_BuildValue("(iOOOO)", call.code, d.get(), response ? response : Py_None,
+                       initial.get(), trailing.get());
+}
+
+PyObject* Channel::UnaryCall(PyObject* path, PyObject* request, PyObject* timeout,
+                             PyObject* metadata, bool wait_for_ready) {
+  std::unique_ptr<ClientCall> call =
+      StartCall(path, timeout, metadata, wait_for_ready, request, true);
+  if (!call) return nullptr;
   while (!call->done) {
-    if (call->waiter.Wait() == Waiter::kError) {
+    if (call->recv_wait.Wait() == Waiter::kError) {
       // The caller was killed or interrupted: cancel on the wire.
       call->EndLocally(kCancelled, "Cancelled");
       return nullptr;
@@ -313,24 +410,12 @@ PyObject* Channel::UnaryCall(PyObject* path, PyObject* request, PyObject* timeou
   }
   OwnedObject response;
   if (call->code == kOk) {
-    auto& msgs = call->deframer.messages();
-    if (msgs.size() != 1) {
-      call->code = kUnimplemented;
-      call->details = msgs.empty() ? "No message returned for unary request"
-                                   : "Too many responses for unary request";
-    } else {
-      response = OwnedObject::consuming(PyBytes_FromStringAndSize(
-          msgs.front().data(), static_cast<Py_ssize_t>(msgs.front().size())));
-      if (!response) return nullptr;
-    }
+    std::string msg = call->deframer.Pop();
+    response = OwnedObject::consuming(
+        PyBytes_FromStringAndSize(msg.data(), static_cast<Py_ssize_t>(msg.size())));
+    if (!response) return nullptr;
   }
-  bool trailers_only = !call->trailers_received;
-  OwnedObject initial = OwnedObject::consuming(
-      trailers_only ? PyTuple_New(0) : MetadataToPython(call->headers));
-  OwnedObject trailing = OwnedObject::consuming(
-      MetadataToPython(trailers_only ? call->headers : call->trailers));
-  if (!initial || !trailing) return nullptr;
-  return StatusTuple(call->code, call->details, response.get(), initial.get(), trailing.get());
+  return StatusTuple(*call, response.get());
 }
 
 // ------------------------------------------------------------ Python type
@@ -385,6 +470,237 @@ PyObject* Channel_unary_unary(PyChannelObject* self, PyObject* const* args, Py_s
   return self->channel->UnaryCall(args[0], args[1], args[2], args[3], wfr == 1);
 }
 
+// ------------------------------------------------------------ _core.Call
+
+struct PyCallObject {
+  PyObject_HEAD
+  ClientCall* call;   // owned
+  PyObject* channel;  // owned: the PyChannelObject, so the Channel outlives the call
+};
+
+PyObject* NewPyCall(PyObject* channel, std::unique_ptr<ClientCall> call) {
+  auto* self = PyObject_GC_New(PyCallObject, &PyCall_Type);
+  if (!self) return nullptr;
+  self->call = call.release();
+  self->channel = Py_NewRef(channel);
+  PyObject_GC_Track(self);
+  return reinterpret_cast<PyObject*>(self);
+}
+
+ClientCall* CallOnThread(PyCallObject* self) {
+  return self->call->hub()->CheckThread() ? self->call : nullptr;
+}
+
+PyObject* Call_write(PyCallObject* self, PyObject* data) {
+  ClientCall* c = CallOnThread(self);
+  if (!c) return nullptr;
+  if (c->done || c->send_closed) Py_RETURN_FALSE;
+  Py_buffer b;
+  if (PyObject_GetBuffer(data, &b, PyBUF_SIMPLE) < 0) return nullptr;
+  long long max_send = c->max_send();
+  if (max_send >= 0 && b.len > max_send) {
+    c->EndLocally(kResourceExhausted, "Sent message larger than max (" + std::to_string(b.len) +
+                                          " vs. " + std::to_string(max_send) + ")");
+    PyBuffer_Release(&b);
+    Py_RETURN_FALSE;
+  }
+  AppendFramedMessage(c->sendbuf, static_cast<const char*>(b.buf), static_cast<size_t>(b.len));
+  PyBuffer_Release(&b);
+  if (c->attached()) {
+    c->session()->ResumeData(c);
+    c->Kick();
+  }
+  // Backpressure: park while the HTTP/2 window keeps our bytes queued.
+  while (!c->done && c->pending_send() > kSendHighWater) {
+    if (c->send_wait.Wait() == Waiter::kError) return nullptr;
+  }
+  return PyBool_FromLong(!c->done);
+}
+
+PyObject* Call_done_writing(PyCallObject* self, PyObject*) {
+  ClientCall* c = CallOnThread(self);
+  if (!c) return nullptr;
+  if (!c->done && !c->send_closed) {
+    c->send_closed = true;
+    if (c->attached()) {
+      c->session()->ResumeData(c);
+      c->Kick();
+    }
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* Call_read(PyCallObject* self, PyObject*) {
+  ClientCall* c = CallOnThread(self);
+  if (!c) return nullptr;
+  for (;;) {
+    if (c->deframer.has_message()) {
+      std::string m = c->deframer.Pop();
+      if (c->attached() && c->session()->Consumed(c)) c->Kick();
+      return PyBytes_FromStringAndSize(m.data(), static_cast<Py_ssize_t>(m.size()));
+    }
+    if (c->done) Py_RETURN_NONE;
+    if (c->recv_wait.Wait() == Waiter::kError) return nullptr;
+  }
+}
+
+// wait(timeout=None) -> True once the status is known.
+PyObject* Call_wait(PyCallObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  ClientCall* c = CallOnThread(self);
+  if (!c) return nullptr;
+  double timeout = -1;
+  if (nargs > 0 && args[0] != Py_None) {
+    timeout = PyFloat_AsDouble(args[0]);
+    if (timeout == -1.0 && PyErr_Occurred()) return nullptr;
+    if (timeout < 0) timeout = 0;
+  }
+  double until = timeout < 0 ? -1 : c->hub()->Now() + timeout;
+  while (!c->done) {
+    double left = until < 0 ? -1 : until - c->hub()->Now();
+    if (until >= 0 && left <= 0) break;
+    if (c->recv_wait.Wait(left) == Waiter::kError) return nullptr;
+  }
+  return PyBool_FromLong(c->done);
+}
+
+PyObject* Call_initial_metadata(PyCallObject* self, PyObject*) {
+  ClientCall* c = CallOnThread(self);
+  if (!c) return nullptr;
+  while (!c->headers_received && !c->done) {
+    if (c->md_wait.Wait() == Waiter::kError) return nullptr;
+  }
+  const Headers* h = c->initial_headers();
+  return h ? MetadataToPython(*h) : PyTuple_New(0);
+}
+
+// None until the call is done.
+PyObject* Call_trailing_metadata(PyCallObject* self, PyObject*) {
+  ClientCall* c = self->call;
+  if (!c->done) Py_RETURN_NONE;
+  const Headers* h = c->trailing_headers();
+  return h ? MetadataToPython(*h) : PyTuple_New(0);
+}
+
+PyObject* Call_cancel(PyCallObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  ClientCall* c = CallOnThread(self);
+  if (!c) return nullptr;
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError, "cancel(code, details)");
+    return nullptr;
+  }
+  int code = PyLong_AsLong(args[0]);
+  if (code == -1 && PyErr_Occurred()) return nullptr;
+  Py_ssize_t n;
+  const char* d = PyUnicode_AsUTF8AndSize(args[1], &n);
+  if (!d) return nullptr;
+  if (c->done) Py_RETURN_FALSE;
+  c->EndLocally(code, std::string(d, static_cast<size_t>(n)));
+  Py_RETURN_TRUE;
+}
+
+PyObject* Call_is_active(PyCallObject* self, PyObject*) { return PyBool_FromLong(!self->call->done); }
+
+PyObject* Call_time_remaining(PyCallObject* self, PyObject*) {
+  ClientCall* c = self->call;
+  if (c->deadline < 0) Py_RETURN_NONE;
+  double left = c->deadline - c->hub()->Now();
+  return PyFloat_FromDouble(left > 0 ? left : 0.0);
+}
+
+// add_done_callback(fn) -> False if the call is already done (fn not kept).
+PyObject* Call_add_done_callback(PyCallObject* self, PyObject* fn) {
+  ClientCall* c = self->call;
+  if (c->done) Py_RETURN_FALSE;
+  if (!c->callbacks) {
+    c->callbacks = OwnedObject::consuming(PyList_New(0));
+    if (!c->callbacks) return nullptr;
+  }
+  if (PyList_Append(c->callbacks.get(), fn) < 0) return nullptr;
+  Py_RETURN_TRUE;
+}
+
+PyObject* Call_get_code(PyCallObject* self, void*) {
+  if (!self->call->done) Py_RETURN_NONE;
+  return PyLong_FromLong(self->call->code);
+}
+
+PyObject* Call_get_details(PyCallObject* self, void*) {
+  ClientCall* c = self->call;
+  if (!c->done) Py_RETURN_NONE;
+  return PyUnicode_DecodeUTF8(c->details.data(), static_cast<Py_ssize_t>(c->details.size()),
+                              "replace");
+}
+
+int Call_traverse(PyCallObject* self, visitproc visit, void* arg) {
+  Py_VISIT(self->channel);
+  if (self->call) Py_VISIT(self->call->callbacks.get());
+  return 0;
+}
+
+int Call_clear(PyCallObject* self) {
+  if (self->call) self->call->callbacks.reset();
+  return 0;
+}
+
+void Call_dealloc(PyCallObject* self) {
+  PyObject_GC_UnTrack(self);
+  if (ClientCall* c = self->call) {
+    self->call = nullptr;
+    // An unfinished call is reset on the wire; the object itself goes
+    // between hub iterations, in case this runs inside one of its hooks.
+    c->Abandon();
+    c->callbacks.reset();
+    c->hub()->DeferDelete(c);
+  }
+  Py_CLEAR(self->channel);
+  PyObject_GC_Del(self);
+}
+
+PyMethodDef Call_methods[] = {
+    {"write", (PyCFunction)Call_write, METH_O,
+     "Queues one request message; parks while the send window is full. False once the call "
+     "has ended."},
+    {"done_writing", (PyCFunction)Call_done_writing, METH_NOARGS, "Ends the request stream."},
+    {"read", (PyCFunction)Call_read, METH_NOARGS,
+     "Next response message as bytes (parks), or None when no more will come."},
+    {"wait", (PyCFunction)(void (*)(void))Call_wait, METH_FASTCALL,
+     "wait(timeout=None) -> True once the call has its status."},
+    {"initial_metadata", (PyCFunction)Call_initial_metadata, METH_NOARGS, nullptr},
+    {"trailing_metadata", (PyCFunction)Call_trailing_metadata, METH_NOARGS, nullptr},
+    {"cancel", (PyCFunction)(void (*)(void))Call_cancel, METH_FASTCALL,
+     "cancel(code, details) -> True if this ended the call."},
+    {"is_active", (PyCFunction)Call_is_active, METH_NOARGS, nullptr},
+    {"time_remaining", (PyCFunction)Call_time_remaining, METH_NOARGS, nullptr},
+    {"add_done_callback", (PyCFunction)Call_add_done_callback, METH_O, nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyGetSetDef Call_getset[] = {
+    {"code", (getter)Call_get_code, nullptr, "Status code, None while active.", nullptr},
+    {"details", (getter)Call_get_details, nullptr, "Status details, None while active.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+// start(path, timeout, metadata, wait_for_ready, request_or_None, unary_response) -> Call
+PyObject* Channel_start(PyChannelObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 6) {
+    PyErr_SetString(PyExc_TypeError,
+                    "start(path, timeout, metadata, wait_for_ready, request, unary_response)");
+    return nullptr;
+  }
+  if (!self->channel) return PyErr_Format(PyExc_ValueError, "channel not initialised");
+  if (self->channel->closed()) {
+    PyErr_SetString(PyExc_ValueError, "Cannot invoke RPC on closed channel!");
+    return nullptr;
+  }
+  int wfr = PyObject_IsTrue(args[3]);
+  int unary_response = PyObject_IsTrue(args[5]);
+  if (wfr < 0 || unary_response < 0) return nullptr;
+  std::unique_ptr<ClientCall> call =
+      self->channel->StartCall(args[0], args[1], args[2], wfr == 1,
+                               args[4] == Py_None ? nullptr : args[4], unary_response == 1);
+  if (!call) return nullptr;
+  return NewPyCall(reinterpret_cast<PyObject*>(self), std::move(call));
+}
+
 PyObject* Channel_close(PyChannelObject* self, PyObject*) {
   if (self->channel) {
     if (!self->channel->hub()->CheckThread()) return nullptr;
@@ -397,10 +713,26 @@ PyMethodDef Channel_methods[] = {
     {"unary_unary", (PyCFunction)(void (*)(void))Channel_unary_unary, METH_FASTCALL,
      "unary_unary(path, request, timeout, metadata, wait_for_ready) -> "
      "(code, details, response, initial_metadata, trailing_metadata)"},
+    {"start", (PyCFunction)(void (*)(void))Channel_start, METH_FASTCALL,
+     "start(path, timeout, metadata, wait_for_ready, request_or_None, unary_response) -> Call"},
     {"close", (PyCFunction)Channel_close, METH_NOARGS, "Closes the connection; in-flight calls end CANCELLED."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace
+
+PyTypeObject PyCall_Type = [] {
+  PyTypeObject t = {PyVarObject_HEAD_INIT(nullptr, 0)};
+  t.tp_name = "grpc_green._core.Call";
+  t.tp_basicsize = sizeof(PyCallObject);
+  t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC;
+  t.tp_doc = "A client call whose messages are read and written one at a time.";
+  t.tp_dealloc = (destructor)Call_dealloc;
+  t.tp_traverse = (traverseproc)Call_traverse;
+  t.tp_clear = (inquiry)Call_clear;
+  t.tp_methods = Call_methods;
+  t.tp_getset = Call_getset;
+  return t;
+}();
 
 PyTypeObject PyChannel_Type = [] {
   PyTypeObject t = {PyVarObject_HEAD_INIT(nullptr, 0)};

@@ -158,6 +158,7 @@ int module_exec(PyObject* m) {
     const char* name;
     PyTypeObject* type;
   } types[] = {{"Channel", &PyChannel_Type},
+               {"Call", &PyCall_Type},
                {"Server", &PyServer_Type},
                {"ServerCall", &PyServerCall_Type},
                {"Event", &PyEvent_Type}};

@@ -64,6 +64,10 @@ class ServerConnection final : public Connection {
   void OnClosed() override;
 };
 
+// Bytes of queued response messages past which a writer parks until the
+// HTTP/2 send window lets some of them out.
+constexpr size_t kSendHighWater = 64 * 1024;
+
 class ServerStream final : public H2Stream, private TimerHandler {
  public:
   ServerStream(PyServerCallObject* owner, Server* server, ServerConnection* conn, size_t max_recv)
@@ -74,7 +78,8 @@ class ServerStream final : public H2Stream, private TimerHandler {
   ServerConnection* conn;  // valid while attached()
   std::string peer;
   std::string method;
-  Waiter waiter;
+  WaitList recv_wait;  // the request reader
+  WaitList send_wait;  // a writer waiting for the send window
   bool headers_sent = false;
   bool finished = false;
   bool cancelled = false;
@@ -166,16 +171,21 @@ class ServerStream final : public H2Stream, private TimerHandler {
     if (deframer.failed()) {
       Finish(deframer.error_code(), deframer.error(), {});
       cancelled = true;
+      send_wait.WakeAll();
     }
-    waiter.Wake();
+    recv_wait.WakeAll();
   }
-  void OnRemoteEnd() override { waiter.Wake(); }
+  void OnRemoteEnd() override { recv_wait.WakeAll(); }
+  void OnSendProgress() override {
+    if (pending_send() <= kSendHighWater) send_wait.WakeAll();
+  }
   void OnClose(uint32_t err) override;
   void OnTimer() override {
     if (finished) return;
     Finish(kDeadlineExceeded, "Deadline Exceeded", {});
     cancelled = true;
-    waiter.Wake();
+    recv_wait.WakeAll();
+    send_wait.WakeAll();
   }
 
   std::unique_ptr<Timer> timer_;
@@ -294,7 +304,8 @@ void ServerStream::OnHeaders() { server->OnRequestHeaders(this); }
 void ServerStream::OnClose(uint32_t) {
   if (!finished) cancelled = true;
   if (timer_) timer_->Stop();
-  waiter.Wake();
+  recv_wait.WakeAll();
+  send_wait.WakeAll();
   server->OnCallClosed(this);
 }
 
@@ -503,15 +514,14 @@ PyObject* ServerCall_read(PyServerCallObject* self, PyObject*) {
   ServerStream* s = LiveStream(self);
   if (!s) return nullptr;
   for (;;) {
-    auto& q = s->deframer.messages();
-    if (!q.empty()) {
-      PyObject* b = PyBytes_FromStringAndSize(q.front().data(), static_cast<Py_ssize_t>(q.front().size()));
-      q.pop_front();
-      return b;
+    if (s->deframer.has_message()) {
+      std::string m = s->deframer.Pop();
+      if (s->attached() && s->session()->Consumed(s)) s->Kick();
+      return PyBytes_FromStringAndSize(m.data(), static_cast<Py_ssize_t>(m.size()));
     }
     if (s->remote_ended || !s->attached() || s->finished || s->cancelled || s->deframer.failed())
       Py_RETURN_NONE;
-    if (s->waiter.Wait() == Waiter::kError) return nullptr;
+    if (s->recv_wait.Wait() == Waiter::kError) return nullptr;
   }
 }
 
@@ -529,7 +539,12 @@ PyObject* ServerCall_write(PyServerCallObject* self, PyObject* data) {
   char* buf;
   Py_ssize_t len;
   if (PyBytes_AsStringAndSize(data, &buf, &len) < 0) return nullptr;
-  return PyBool_FromLong(s->Write(buf, static_cast<size_t>(len)));
+  if (!s->Write(buf, static_cast<size_t>(len))) Py_RETURN_FALSE;
+  // Backpressure: park while the HTTP/2 window keeps our bytes queued.
+  while (s->active() && s->pending_send() > kSendHighWater) {
+    if (s->send_wait.Wait() == Waiter::kError) return nullptr;
+  }
+  return PyBool_FromLong(s->active());
 }
 
 // respond(message_or_None, code, details, trailing_metadata)
@@ -570,7 +585,8 @@ PyObject* ServerCall_cancel(PyServerCallObject* self, PyObject*) {
   ServerStream* s = LiveStream(self);
   if (!s) return nullptr;
   s->Cancel();
-  s->waiter.Wake();
+  s->recv_wait.WakeAll();
+  s->send_wait.WakeAll();
   Py_RETURN_NONE;
 }
 

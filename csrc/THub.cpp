@@ -89,6 +89,14 @@ void Waiter::OnTimer() {
   if (greenlet_ && !scheduled_) hub_->Schedule(this);
 }
 
+Waiter::Result WaitList::Wait(double timeout) {
+  auto w = std::make_unique<Waiter>();
+  waiters_.push_back(w.get());
+  Waiter::Result r = w->Wait(timeout);
+  waiters_.erase(std::find(waiters_.begin(), waiters_.end(), w.get()));
+  return r;
+}
+
 // ------------------------------------------------------------------- Hub
 
 Hub::Hub() : thread_id_(PyThread_get_thread_ident()) {}

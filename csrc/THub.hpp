@@ -80,6 +80,21 @@ class Waiter final : private TimerHandler {
   std::unique_ptr<Timer> timer_;
 };
 
+// Any number of greenlets parked until the next WakeAll(): each Wait()
+// brings its own heap Waiter, so readers, writers and status waiters of one
+// call can park at the same time.
+class WaitList {
+ public:
+  Waiter::Result Wait(double timeout = -1);
+  void WakeAll() {
+    for (Waiter* w : waiters_) w->Wake();
+  }
+  bool empty() const { return waiters_.empty(); }
+
+ private:
+  std::vector<Waiter*> waiters_;
+};
+
 class Hub {
  public:
   // The calling thread's hub, created on first use. nullptr with a Python

@@ -75,6 +75,7 @@ bool Deframer::Feed(const uint8_t* data, size_t len) {
       p += take;
       need_ -= take;
       if (need_ > 0) break;  // input exhausted
+      queued_ += body_.size();
       messages_.push_back(std::move(body_));
       body_ = std::string();
       in_body_ = false;
@@ -124,6 +125,7 @@ bool Deframer::Feed(const uint8_t* data, size_t len) {
     if (length <= available) {
       // Whole message contiguous in the input: build it in one go.
       messages_.emplace_back(reinterpret_cast<const char*>(p), length);
+      queued_ += length;
       p += length;
     } else {
       // Body continues in later feeds.

@@ -58,7 +58,22 @@ class Deframer {
 
   bool Feed(const uint8_t* data, size_t len);
 
-  std::deque<std::string>& messages() { return messages_; }
+  // Complete messages in arrival order; take them with Pop() so that
+  // queued_bytes() stays true (flow control reads it).
+  const std::deque<std::string>& messages() const { return messages_; }
+  bool has_message() const { return !messages_.empty(); }
+  std::string Pop() {
+    std::string m = std::move(messages_.front());
+    messages_.pop_front();
+    queued_ -= m.size();
+    return m;
+  }
+  void Clear() {
+    messages_.clear();
+    queued_ = 0;
+  }
+  // Bytes of complete messages not yet popped.
+  size_t queued_bytes() const { return queued_; }
   bool failed() const { return error_code_ != kOk; }
   StatusCode error_code() const { return error_code_; }
   const std::string& error() const { return error_; }
@@ -70,6 +85,7 @@ class Deframer {
  private:
   size_t max_;
   std::deque<std::string> messages_;
+  size_t queued_ = 0;
   uint8_t header_[kFrameHeaderSize];
   size_t header_fill_ = 0;
   bool in_body_ = false;

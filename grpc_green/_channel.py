@@ -1,8 +1,11 @@
 """Client side: channels and multicallables with grpcio's semantics."""
+import logging
+
 from grpc_green import _api, _core
 from grpc_green._api import StatusCode, _INT_TO_STATUS
 from grpc_green._version import __version__
 
+_LOGGER = logging.getLogger(__name__)
 _USER_AGENT = "grpc-python-grpc_green/{} (nghttp2 {})".format(__version__, _core.NGHTTP2_VERSION)
 
 
@@ -261,6 +264,269 @@ class _UnaryFuture(_api.Future, _api.Call):
         return self._call_state().details()
 
 
+_CANCELLED = StatusCode.CANCELLED.value[0]
+_UNKNOWN = StatusCode.UNKNOWN.value[0]
+_INTERNAL = StatusCode.INTERNAL.value[0]
+
+
+def _start(channel, method, timeout, metadata, wait_for_ready, request, unary_response):
+    try:
+        return channel._core.start(method, timeout, metadata, bool(wait_for_ready), request,
+                                   unary_response)
+    except _core.InvalidMetadataError as err:
+        raise _InactiveRpcError(StatusCode.INTERNAL, "Invalid metadata") from err
+
+
+def _consume_requests(call, request_iterator, serializer):
+    """Feeds a request iterator into ``call``; runs in a greenlet of its own.
+
+    An iterator that blocks parks only this greenlet. ``call.write`` parks
+    while the HTTP/2 send window is full and turns False once the call has
+    ended, which stops the consumption.
+    """
+    try:
+        for request in request_iterator:
+            if serializer is not None:
+                try:
+                    request = serializer(request)
+                except Exception:
+                    _LOGGER.exception("Exception serializing request!")
+                    call.cancel(_INTERNAL, "Exception serializing request!")
+                    return
+            if not call.write(request):
+                return
+    except Exception:
+        _LOGGER.exception("Exception iterating requests!")
+        call.cancel(_UNKNOWN, "Exception iterating requests!")
+        return
+    call.done_writing()
+
+
+class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
+    """A call in flight: the response iterator of a streaming call, and the
+    future of a ``stream_unary`` call. Like grpcio's, it is an RpcError
+    (raised when the call ends badly), a Call and a Future.
+    """
+
+    def __init__(self, call, deserializer, unary_response):
+        _api.RpcError.__init__(self)
+        self._call = call
+        self._deserializer = deserializer
+        self._unary_response = unary_response
+        self._cancelled = False
+        self._response = None
+        self._response_taken = False
+        self._deserialize_failed = False
+
+    # iterator
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raw = self._call.read()
+        if raw is None:
+            if self._call.code == 0:
+                raise StopIteration()
+            raise self
+        if self._deserializer is None:
+            return raw
+        try:
+            return self._deserializer(raw)
+        except Exception:
+            _LOGGER.exception("Exception deserializing response!")
+            self._call.cancel(_INTERNAL, "Exception deserializing response!")
+            raise self
+
+    next = __next__
+
+    # RpcContext / Call
+    def is_active(self):
+        return self._call.is_active()
+
+    def time_remaining(self):
+        return self._call.time_remaining()
+
+    def cancel(self):
+        if self._call.cancel(_CANCELLED, "Locally cancelled by application!"):
+            self._cancelled = True
+            return True
+        return False
+
+    def add_callback(self, callback):
+        return self._call.add_done_callback(callback)
+
+    def initial_metadata(self):
+        return self._call.initial_metadata()
+
+    def trailing_metadata(self):
+        self._call.wait()
+        return self._call.trailing_metadata()
+
+    def code(self):
+        self._call.wait()
+        return _status(self._call.code)
+
+    def details(self):
+        self._call.wait()
+        return self._call.details
+
+    def debug_error_string(self):
+        self._call.wait()
+        return "{}: {}".format(self.code(), self._call.details)
+
+    # Future
+    def cancelled(self):
+        return self._cancelled
+
+    def running(self):
+        return self._call.is_active()
+
+    def done(self):
+        return not self._call.is_active()
+
+    def _wait(self, timeout):
+        if not self._call.wait(timeout):
+            raise _api.FutureTimeoutError()
+        if self._cancelled:
+            raise _api.FutureCancelledError()
+
+    def _unary_result(self):
+        if not self._response_taken:
+            self._response_taken = True
+            raw = self._call.read() if self._call.code == 0 else None
+            if raw is not None:
+                self._response = raw
+                if self._deserializer is not None:
+                    try:
+                        self._response = self._deserializer(raw)
+                    except Exception:
+                        _LOGGER.exception("Exception deserializing response!")
+                        self._response = None
+                        self._deserialize_failed = True
+        return self._response
+
+    def result(self, timeout=None):
+        self._wait(timeout)
+        if self._call.code != 0:
+            raise self
+        if not self._unary_response:
+            return None
+        response = self._unary_result()
+        if self._deserialize_failed:
+            raise _InactiveRpcError(StatusCode.INTERNAL, "Exception deserializing response!",
+                                    self._call.initial_metadata(), self._call.trailing_metadata())
+        return response
+
+    def exception(self, timeout=None):
+        self._wait(timeout)
+        return None if self._call.code == 0 else self
+
+    def traceback(self, timeout=None):
+        self._wait(timeout)
+        if self._call.code == 0:
+            return None
+        try:
+            raise self
+        except _api.RpcError:
+            import sys
+
+            return sys.exc_info()[2]
+
+    def add_done_callback(self, fn):
+        if not self._call.add_done_callback(lambda: fn(self)):
+            fn(self)
+
+    def __str__(self):
+        if self._call.is_active():
+            return "<{} object of in-flight RPC>".format(type(self).__name__)
+        return '<{} of RPC that terminated with:\n\tstatus = {}\n\tdetails = "{}"\n>'.format(
+            type(self).__name__, _status(self._call.code), self._call.details
+        )
+
+    __repr__ = __str__
+
+
+class _MultiThreadedRendezvous(_Rendezvous):
+    """grpcio's name for the object a streaming call returns."""
+
+
+def _blocking_unary_response(rendezvous):
+    """Parks for the end of a stream_unary call; response and Call or raises."""
+    try:
+        rendezvous._call.wait()
+    except BaseException:
+        rendezvous._call.cancel(_CANCELLED, "Cancelled")
+        raise
+    code = rendezvous._call.code
+    if code != 0:
+        raise _InactiveRpcError(_status(code), rendezvous._call.details,
+                                rendezvous._call.initial_metadata(),
+                                rendezvous._call.trailing_metadata())
+    response = rendezvous.result()
+    return response, _CompletedCall(StatusCode.OK, "", rendezvous._call.initial_metadata(),
+                                    rendezvous._call.trailing_metadata())
+
+
+class _UnaryStreamMultiCallable(_api.UnaryStreamMultiCallable):
+    __slots__ = ("_channel", "_method", "_serializer", "_deserializer")
+
+    def __init__(self, channel, method, serializer, deserializer):
+        self._channel = channel
+        self._method = method
+        self._serializer = serializer
+        self._deserializer = deserializer
+
+    def __call__(self, request, timeout=None, metadata=None, credentials=None,
+                 wait_for_ready=None, compression=None):
+        payload = _serialize(self._serializer, request)
+        call = _start(self._channel, self._method, timeout, metadata, wait_for_ready, payload,
+                      False)
+        return _MultiThreadedRendezvous(call, self._deserializer, False)
+
+
+class _StreamMultiCallable:
+    __slots__ = ("_channel", "_method", "_serializer", "_deserializer")
+
+    def __init__(self, channel, method, serializer, deserializer):
+        self._channel = channel
+        self._method = method
+        self._serializer = serializer
+        self._deserializer = deserializer
+
+    def _start(self, request_iterator, timeout, metadata, wait_for_ready, unary_response):
+        call = _start(self._channel, self._method, timeout, metadata, wait_for_ready, None,
+                      unary_response)
+        if call.is_active():
+            _core.spawn(_consume_requests, call, request_iterator, self._serializer)
+        return _MultiThreadedRendezvous(call, self._deserializer, unary_response)
+
+
+class _StreamUnaryMultiCallable(_StreamMultiCallable, _api.StreamUnaryMultiCallable):
+    __slots__ = ()
+
+    def __call__(self, request_iterator, timeout=None, metadata=None, credentials=None,
+                 wait_for_ready=None, compression=None):
+        rendezvous = self._start(request_iterator, timeout, metadata, wait_for_ready, True)
+        return _blocking_unary_response(rendezvous)[0]
+
+    def with_call(self, request_iterator, timeout=None, metadata=None, credentials=None,
+                  wait_for_ready=None, compression=None):
+        rendezvous = self._start(request_iterator, timeout, metadata, wait_for_ready, True)
+        return _blocking_unary_response(rendezvous)
+
+    def future(self, request_iterator, timeout=None, metadata=None, credentials=None,
+               wait_for_ready=None, compression=None):
+        return self._start(request_iterator, timeout, metadata, wait_for_ready, True)
+
+
+class _StreamStreamMultiCallable(_StreamMultiCallable, _api.StreamStreamMultiCallable):
+    __slots__ = ()
+
+    def __call__(self, request_iterator, timeout=None, metadata=None, credentials=None,
+                 wait_for_ready=None, compression=None):
+        return self._start(request_iterator, timeout, metadata, wait_for_ready, False)
+
+
 _OPTION_KEYS = {
     "grpc.max_receive_message_length": "max_receive_message_length",
     "grpc.max_send_message_length": "max_send_message_length",
@@ -300,10 +566,17 @@ class Channel(_api.Channel):
                     _registered_method=False):
         return _UnaryUnaryMultiCallable(self, method, request_serializer, response_deserializer)
 
-    def _streaming_unsupported(self, *args, **kwargs):
-        raise NotImplementedError("streaming RPCs are not available in this version of grpc_green")
+    def unary_stream(self, method, request_serializer=None, response_deserializer=None,
+                     _registered_method=False):
+        return _UnaryStreamMultiCallable(self, method, request_serializer, response_deserializer)
 
-    unary_stream = stream_unary = stream_stream = _streaming_unsupported
+    def stream_unary(self, method, request_serializer=None, response_deserializer=None,
+                     _registered_method=False):
+        return _StreamUnaryMultiCallable(self, method, request_serializer, response_deserializer)
+
+    def stream_stream(self, method, request_serializer=None, response_deserializer=None,
+                      _registered_method=False):
+        return _StreamStreamMultiCallable(self, method, request_serializer, response_deserializer)
 
     def close(self):
         self._core.close()

@@ -204,64 +204,146 @@ class _Server(_api.Server):
         if handler is None:
             call.respond(None, _UNIMPLEMENTED, "Method not found!", None)
             return
-        if handler.request_streaming or handler.response_streaming:
-            call.respond(None, _UNIMPLEMENTED, "Streaming RPCs are not available yet", None)
-            return
-        _unary_unary(call, handler)
+        _serve(call, handler)
 
 
 def _bind_interceptor(interceptor, continuation):
     return lambda details: interceptor.intercept_service(continuation, details)
 
 
-def _unary_unary(call, handler):
+class _RequestIterator:
+    """The request stream a streaming handler iterates; parks cooperatively.
+
+    When the RPC is cancelled (by the client, a deadline or the server) it
+    raises ``grpc.RpcError``, as grpcio's does.
+    """
+
+    __slots__ = ("_call", "_deserializer")
+
+    def __init__(self, call, deserializer):
+        self._call = call
+        self._deserializer = deserializer
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raw = self._call.read()
+        if raw is None:
+            if self._call.is_active():
+                raise StopIteration()
+            raise _api.RpcError()
+        if self._deserializer is None:
+            return raw
+        try:
+            return self._deserializer(raw)
+        except Exception:
+            _LOGGER.exception("Exception deserializing request!")
+            self._call.respond(None, _INTERNAL, "Exception deserializing request!", None)
+            raise _api.RpcError()
+
+    next = __next__
+
+
+def _read_unary_request(call, handler):
+    """The one request message of a unary-request method, or None if the
+    call already ended (its status is then sent)."""
     raw = call.read()
     if raw is None:
         if call.is_active():
-            call.respond(None, _UNIMPLEMENTED, "Request cardinality violation: no request message", None)
-        return
-    if handler.request_deserializer is not None:
-        try:
-            request = handler.request_deserializer(raw)
-        except Exception:
-            _LOGGER.exception("Exception deserializing request!")
-            call.respond(None, _INTERNAL, "Exception deserializing request!", None)
-            return
+            call.respond(None, _UNIMPLEMENTED,
+                         '"{}" requires exactly one request message.'.format(call.method), None)
+        return None
+    if handler.request_deserializer is None:
+        return raw
+    try:
+        return handler.request_deserializer(raw)
+    except Exception:
+        _LOGGER.exception("Exception deserializing request!")
+        call.respond(None, _INTERNAL, "Exception deserializing request!", None)
+        return None
+
+
+def _fail(call, context, exc, prefix):
+    """Sends the status for an exception out of the application."""
+    if not call.is_active():
+        return  # cancelled: the client is gone, nothing to report
+    if context._aborted:
+        code, details, trailing = context._final(_UNKNOWN, "")
     else:
-        request = raw
+        try:
+            text = prefix + str(exc)
+        except Exception:
+            text = "Calling application raised unprintable Exception!"
+        _LOGGER.exception(text)
+        code, details, trailing = context._final(_UNKNOWN, text)
+    call.respond(None, code, details, trailing)
+
+
+def _serialize_response(call, serializer, response):
+    if serializer is None:
+        payload = response
+    else:
+        try:
+            payload = serializer(response)
+        except Exception:
+            _LOGGER.exception("Failed to serialize response!")
+            payload = None
+    if not isinstance(payload, bytes):
+        call.respond(None, _INTERNAL, "Failed to serialize response!", None)
+        return None
+    return payload
+
+
+def _serve(call, handler):
+    if handler.request_streaming:
+        request = _RequestIterator(call, handler.request_deserializer)
+    else:
+        request = _read_unary_request(call, handler)
+        if request is None:
+            return
+    if handler.response_streaming:
+        behavior = handler.stream_stream if handler.request_streaming else handler.unary_stream
+    else:
+        behavior = handler.stream_unary if handler.request_streaming else handler.unary_unary
     context = _Context(call)
     try:
-        response = handler.unary_unary(request, context)
+        result = behavior(request, context)
     except Exception as exc:
-        if context._aborted:
-            code, details, trailing = context._final(_UNKNOWN, "")
-        else:
-            try:
-                text = "Exception calling application: {}".format(exc)
-            except Exception:
-                text = "Calling application raised unprintable Exception!"
-            if not isinstance(exc, _Abort):
-                _LOGGER.exception(text)
-            code, details, trailing = context._final(_UNKNOWN, text)
-        call.respond(None, code, details, trailing)
+        _fail(call, context, exc, "Exception calling application: ")
+        return
+    if handler.response_streaming:
+        _stream_responses(call, context, handler.response_serializer, result)
         return
     code, details, trailing = context._final(_OK, "")
     if code != _OK:
         call.respond(None, code, details, trailing)
         return
-    if handler.response_serializer is not None:
-        try:
-            payload = handler.response_serializer(response)
-        except Exception:
-            _LOGGER.exception("Failed to serialize response!")
-            call.respond(None, _INTERNAL, "Failed to serialize response!", None)
-            return
-    else:
-        payload = response
-    if not isinstance(payload, bytes):
-        call.respond(None, _INTERNAL, "Failed to serialize response!", None)
-        return
-    call.respond(payload, code, details, trailing)
+    payload = _serialize_response(call, handler.response_serializer, result)
+    if payload is not None:
+        call.respond(payload, code, details, trailing)
+
+
+def _stream_responses(call, context, serializer, responses):
+    """Writes what a response iterator yields; ``call.write`` parks while the
+    HTTP/2 send window is full and turns False when the call has ended, which
+    closes the iterator (a generator's ``finally`` runs)."""
+    try:
+        for response in responses:
+            payload = _serialize_response(call, serializer, response)
+            if payload is None or not call.write(payload):
+                return
+        code, details, trailing = context._final(_OK, "")
+        call.respond(None, code, details, trailing)
+    except Exception as exc:
+        _fail(call, context, exc, "Exception iterating responses: ")
+    finally:
+        close = getattr(responses, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                _LOGGER.exception("Exception closing the response iterator")
 
 
 def server(thread_pool=None, handlers=None, interceptors=None, options=(),

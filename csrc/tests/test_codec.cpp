@@ -47,7 +47,7 @@ bool Feed(Deframer& d, const string& bytes) {
 
 std::vector<string> Drain(Deframer& d) {
   std::vector<string> out(d.messages().begin(), d.messages().end());
-  d.messages().clear();
+  d.Clear();
   return out;
 }
 
@@ -241,7 +241,7 @@ TEST(Deframer, MessagesAccumulateUntilConsumerTakesThem) {
   ASSERT_TRUE(Feed(d, Frame("two")));
   ASSERT_EQ(d.messages().size(), 2u);
   EXPECT_EQ(d.messages().front(), "one");
-  d.messages().pop_front();
+  d.Pop();
   ASSERT_TRUE(Feed(d, Frame("three")));
   EXPECT_EQ(Drain(d), (std::vector<string>{"two", "three"}));
 }

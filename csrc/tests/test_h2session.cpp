@@ -87,6 +87,13 @@ class RecStream : public H2Stream {
   std::function<void(RecStream*)> on_remote_end;
   std::function<void(RecStream*)> on_close;
 
+  // When set, messages stay queued in the deframer (a slow reader) until
+  // Drain() is called.
+  bool hold = false;
+  void Drain() {
+    while (deframer.has_message()) received.push_back(deframer.Pop());
+  }
+
   int total_hooks() const {
     return headers_calls + trailers_calls + messages_calls + remote_end_calls + close_calls;
   }
@@ -103,11 +110,7 @@ class RecStream : public H2Stream {
   void OnMessages() override {
     Note("messages");
     ++messages_calls;
-    auto& q = deframer.messages();
-    while (!q.empty()) {
-      received.push_back(std::move(q.front()));
-      q.pop_front();
-    }
+    if (!hold) Drain();
     if (on_messages) on_messages(this);
   }
   void OnRemoteEnd() override {
