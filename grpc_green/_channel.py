@@ -531,6 +531,8 @@ _OPTION_KEYS = {
     "grpc.max_receive_message_length": "max_receive_message_length",
     "grpc.max_send_message_length": "max_send_message_length",
     "grpc.default_authority": "authority",
+    # The per-stream HTTP/2 receive window: grpc core's name for it, and ours.
+    "grpc.http2.lookahead_bytes": "initial_window_size",
     "grpc.http2.initial_window_size": "initial_window_size",
 }
 

@@ -127,7 +127,7 @@ class _Server(_api.Server):
                 kwargs["max_receive_message_length"] = value
             elif key == "grpc.max_concurrent_streams":
                 kwargs["max_concurrent_streams"] = value
-            elif key == "grpc.http2.initial_window_size":
+            elif key in ("grpc.http2.initial_window_size", "grpc.http2.lookahead_bytes"):
                 kwargs["initial_window_size"] = value
         if maximum_concurrent_rpcs is not None:
             if maximum_concurrent_rpcs < 1:
