@@ -1,5 +1,6 @@
 # grpc_green — build, test, demo and benchmark from a fresh machine.
-#   make demo   install what is missing, build, run the helloworld example
+#   make demo   install what is missing, build, run the examples (helloworld,
+#               route_guide, fibonacci)
 #   make test   install what is missing, build, run GoogleTest and pytest
 #   make bench  side-by-side throughput against grpcio (h2load)
 #   make asan   extension built with AddressSanitizer, test suite under it
@@ -68,6 +69,8 @@ test: build gtest pytest
 
 demo: build
 	$(PY) examples/helloworld/run_demo.py
+	$(PY) examples/route_guide/run_demo.py
+	$(PY) examples/fibonacci/run_demo.py
 
 bench: build
 	$(PY) bench/run.py
