@@ -249,7 +249,9 @@ def _read_unary_request(call, handler):
     """The one request message of a unary-request method, or None if the
     call already ended (its status is then sent)."""
     raw = call.read()
-    if raw is None:
+    # The request must end after its one message (the second read sees the
+    # end of the stream, already there when the client sent both together).
+    if raw is None or call.read() is not None:
         if call.is_active():
             call.respond(None, _UNIMPLEMENTED,
                          '"{}" requires exactly one request message.'.format(call.method), None)
