@@ -2,7 +2,8 @@
 #   make demo   install what is missing, build, run the examples (helloworld,
 #               route_guide, fibonacci)
 #   make test   install what is missing, build, run GoogleTest and pytest
-#   make bench  side-by-side throughput against grpcio (h2load)
+#   make bench  side-by-side throughput against grpcio: servers (h2load) and
+#               clients (against a C++ gRPC server, build/bench/echo_server_cpp)
 #   make asan   extension built with AddressSanitizer, test suite under it
 
 SHELL := /bin/bash
@@ -15,7 +16,7 @@ PY_CONFIG_CFLAGS = $(shell $(PY) -c "import sysconfig;print('-I'+sysconfig.get_p
 GTEST_BIN := build/gtest/grpc_green_tests
 CORE_SO = $(wildcard grpc_green/_core*.so)
 
-.PHONY: all deps system-deps venv build demo test gtest pytest bench asan clean
+.PHONY: all deps system-deps venv build demo test gtest pytest bench bench-deps asan clean
 
 all: build
 
@@ -72,8 +73,38 @@ demo: build
 	$(PY) examples/route_guide/run_demo.py
 	$(PY) examples/fibonacci/run_demo.py
 
-bench: build
+# C++ echo server for the client benchmarks (bench/client.py). Its packages
+# are installed here only, never by build/test/demo.
+BENCH_PACKAGES := g++ pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+BENCH_SERVER_CPP := build/bench/echo_server_cpp
+BENCH_GEN := build/bench/gen
+
+bench: build $(BENCH_SERVER_CPP)
 	$(PY) bench/run.py
+	$(PY) bench/client.py --server-binary $(BENCH_SERVER_CPP)
+
+bench-deps: build/.bench-deps
+build/.bench-deps:
+	@missing=""; for p in $(BENCH_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@mkdir -p build && touch $@
+
+$(BENCH_GEN)/echo.pb.cc $(BENCH_GEN)/echo.grpc.pb.cc &: bench/echo.proto | build/.bench-deps
+	@mkdir -p $(BENCH_GEN)
+	protoc -Ibench --cpp_out=$(BENCH_GEN) --grpc_out=$(BENCH_GEN) \
+	  --plugin=protoc-gen-grpc=$$(command -v grpc_cpp_plugin) bench/echo.proto
+
+$(BENCH_SERVER_CPP): bench/cpp/echo_server.cc $(BENCH_GEN)/echo.pb.cc $(BENCH_GEN)/echo.grpc.pb.cc \
+                     | build/.bench-deps
+	$(CXX) -std=c++17 -O2 -Wall -I$(BENCH_GEN) -o $@ bench/cpp/echo_server.cc \
+	  $(BENCH_GEN)/echo.pb.cc $(BENCH_GEN)/echo.grpc.pb.cc \
+	  $$(pkg-config --cflags --libs grpc++ protobuf) -labsl_synchronization -pthread
 
 # --- AddressSanitizer -------------------------------------------------------
 # Heap errors are what it catches: greenlet moves C stacks behind the
