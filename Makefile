@@ -53,7 +53,7 @@ build: deps
 GTEST_SRCS := $(wildcard csrc/tests/*.cpp)
 GTEST_LIB_SRCS := csrc/grpc_codec.cpp csrc/H2Session.cpp
 
-$(GTEST_BIN): $(GTEST_SRCS) $(GTEST_LIB_SRCS) $(wildcard csrc/*.hpp) | build/.system-deps
+$(GTEST_BIN): $(GTEST_SRCS) $(GTEST_LIB_SRCS) $(wildcard csrc/*.hpp csrc/tests/*.hpp) | build/.system-deps
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -Wall -Werror -O1 -g -Icsrc -o $@ $(GTEST_SRCS) $(GTEST_LIB_SRCS) \
 	  -lgtest -lgtest_main -lnghttp2 -pthread

@@ -1,5 +1,7 @@
 #include "H2Session.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 namespace grpc_green {
@@ -133,6 +135,14 @@ void H2Session::ResumeData(H2Stream* stream) {
     stream->data_deferred = false;
     nghttp2_session_resume_data(session_, stream->id_);
   }
+}
+
+size_t H2Session::SendWindow(const H2Stream* stream) const {
+  if (!stream->attached()) return 0;
+  int32_t w = nghttp2_session_get_stream_remote_window_size(session_, stream->id_);
+  if (w < 0) return SIZE_MAX;
+  int32_t c = nghttp2_session_get_remote_window_size(session_);
+  return static_cast<size_t>(std::max(0, std::min(w, c)));
 }
 
 bool H2Session::Consumed(H2Stream* stream) {

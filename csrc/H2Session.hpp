@@ -106,8 +106,12 @@ struct H2Settings {
   // fewer than this many bytes of complete messages wait for the reader,
   // so a reader that stops reading stops the sender after at most this
   // plus one window (plus the message being assembled) per stream.
-  size_t max_buffered_per_stream = 64 * 1024;
+  size_t max_buffered_per_stream = 16 * 1024;
 };
+
+// Bytes of queued outgoing messages past which a writer parks even when
+// the peer's window is wide open: writes are batched up to this much.
+constexpr size_t kSendHighWater = 64 * 1024;
 
 class H2Session {
  public:
@@ -153,6 +157,16 @@ class H2Session {
                       bool end_stream);
   // More of sendbuf is ready, or send_closed/has_trailers changed.
   void ResumeData(H2Stream* stream);
+  // Bytes the peer's flow-control windows (stream and connection) let this
+  // stream send now; SIZE_MAX when the stream is not open yet.
+  size_t SendWindow(const H2Stream* stream) const;
+  // True when a writer on `stream` should park: more is queued than the
+  // batching high-water mark, or than the peer's window lets out now (so
+  // a sender gets at most one message past the window ahead).
+  bool SendBlocked(const H2Stream* stream) const {
+    size_t pending = stream->pending_send();
+    return pending > kSendHighWater || (pending > 0 && pending > SendWindow(stream));
+  }
   // The reader popped messages from stream->deframer: give the peer its
   // window back if the stream's backlog is under the limit. Returns true
   // when a WINDOW_UPDATE may be waiting to be sent.

@@ -35,10 +35,6 @@ class ClientConnection final : public Connection {
   void OnClosed() override;
 };
 
-// Bytes of queued request messages past which a writer parks until the
-// HTTP/2 send window lets some of them out.
-constexpr size_t kSendHighWater = 64 * 1024;
-
 // One RPC on the client: a stream plus what the caller sees of it. Owned by
 // the greenlet running a unary call, or by a _core.Call object.
 class ClientCall final : public H2Stream, public Deferred, private TimerHandler {
@@ -106,7 +102,7 @@ class ClientCall final : public H2Stream, public Deferred, private TimerHandler 
   }
   void OnRemoteEnd() override;
   void OnSendProgress() override {
-    if (pending_send() <= kSendHighWater) send_wait.WakeAll();
+    send_wait.WakeAll();  // writers re-check SendBlocked()
   }
   void OnClose(uint32_t err) override;
   void OnTimer() override { EndLocally(kDeadlineExceeded, "Deadline Exceeded"); }
@@ -511,7 +507,7 @@ PyObject* Call_write(PyCallObject* self, PyObject* data) {
     c->Kick();
   }
   // Backpressure: park while the HTTP/2 window keeps our bytes queued.
-  while (!c->done && c->pending_send() > kSendHighWater) {
+  while (!c->done && c->attached() && c->session()->SendBlocked(c)) {
     if (c->send_wait.Wait() == Waiter::kError) return nullptr;
   }
   return PyBool_FromLong(!c->done);

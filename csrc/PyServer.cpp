@@ -64,10 +64,6 @@ class ServerConnection final : public Connection {
   void OnClosed() override;
 };
 
-// Bytes of queued response messages past which a writer parks until the
-// HTTP/2 send window lets some of them out.
-constexpr size_t kSendHighWater = 64 * 1024;
-
 class ServerStream final : public H2Stream, private TimerHandler {
  public:
   ServerStream(PyServerCallObject* owner, Server* server, ServerConnection* conn, size_t max_recv)
@@ -177,7 +173,7 @@ class ServerStream final : public H2Stream, private TimerHandler {
   }
   void OnRemoteEnd() override { recv_wait.WakeAll(); }
   void OnSendProgress() override {
-    if (pending_send() <= kSendHighWater) send_wait.WakeAll();
+    send_wait.WakeAll();  // writers re-check SendBlocked()
   }
   void OnClose(uint32_t err) override;
   void OnTimer() override {
@@ -541,7 +537,7 @@ PyObject* ServerCall_write(PyServerCallObject* self, PyObject* data) {
   if (PyBytes_AsStringAndSize(data, &buf, &len) < 0) return nullptr;
   if (!s->Write(buf, static_cast<size_t>(len))) Py_RETURN_FALSE;
   // Backpressure: park while the HTTP/2 window keeps our bytes queued.
-  while (s->active() && s->pending_send() > kSendHighWater) {
+  while (s->active() && s->session()->SendBlocked(s)) {
     if (s->send_wait.Wait() == Waiter::kError) return nullptr;
   }
   return PyBool_FromLong(s->active());
