@@ -3,6 +3,7 @@
 // away) and runs calls on it from whichever greenlet calls.
 #include <Python.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "PyMetadata.hpp"
@@ -117,7 +118,10 @@ class Channel {
  public:
   Channel(Hub* hub, std::string target, ChannelOptions opts)
       : hub_(hub), target_(std::move(target)), opts_(std::move(opts)) {}
-  ~Channel() { Close(); }
+  ~Channel() {
+    Close();
+    for (ClientConnection* c : conns_) c->channel_ = nullptr;  // closed: deleted by the hub
+  }
 
   Hub* hub() const { return hub_; }
   bool closed() const { return closed_; }
@@ -125,15 +129,17 @@ class Channel {
   void Close() {
     if (closed_) return;
     closed_ = true;
-    if (conn_) {
-      ClientConnection* c = conn_;
+    // Draining connections (told to go away, finishing their calls) too.
+    for (ClientConnection* c : std::vector<ClientConnection*>(conns_))
       c->GoawayAndClose("Channel closed!");
-    }
   }
 
+  // The connection stopped taking new calls (GOAWAY) or closed.
   void OnConnectionClosed(ClientConnection* c) {
     if (conn_ == c) conn_ = nullptr;
     if (!c->error().empty()) last_error_ = c->error();
+    if (c->state() == Connection::kClosed)
+      conns_.erase(std::remove(conns_.begin(), conns_.end(), c), conns_.end());
   }
 
   // Finds or opens a ready connection. On failure returns nullptr and
@@ -164,7 +170,8 @@ class Channel {
   bool resolved_ = false;
   std::vector<SocketAddress> addresses_;
   std::string host_port_;
-  ClientConnection* conn_ = nullptr;
+  ClientConnection* conn_ = nullptr;          // the one new calls go to
+  std::vector<ClientConnection*> conns_;      // every connection not closed yet
   std::string last_error_;
 };
 
@@ -303,6 +310,7 @@ ClientConnection* Channel::Connect(double deadline, bool wait_for_ready, int* co
     }
     attempted = true;
     conn_ = new ClientConnection(hub_, this, opts_.h2);
+    conns_.push_back(conn_);
     conn_->Connect(addresses_);  // may fail at once and clear conn_
   }
 }
