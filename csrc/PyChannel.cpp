@@ -201,16 +201,7 @@ void ClientCall::Finish(int c, std::string d) {
   recv_wait.WakeAll();
   send_wait.WakeAll();
   md_wait.WakeAll();
-  if (callbacks) {
-    PyObject* cbs = callbacks.relinquish();
-    Hub* hub = channel_->hub();
-    OwnedObject no_args = OwnedObject::consuming(PyTuple_New(0));
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(cbs); ++i) {
-      if (!no_args || !hub->Spawn(PyList_GET_ITEM(cbs, i), no_args.get()))
-        PyErr_WriteUnraisable(PyList_GET_ITEM(cbs, i));
-    }
-    Py_DECREF(cbs);
-  }
+  if (callbacks) channel_->hub()->SpawnEach(std::move(callbacks));
 }
 
 void ClientCall::FinishFromHeaders(const Headers& src) {

@@ -468,16 +468,9 @@ void Server::OnCallClosed(ServerStream* s) {
   }
   PyServerCallObject* call = s->owner;
   if (call->callbacks) {
-    // Callbacks run in a greenlet of their own, after this hook returns.
-    PyObject* cbs = call->callbacks;
+    // Callbacks run in greenlets of their own, after this hook returns.
+    hub_->SpawnEach(OwnedObject::consuming(call->callbacks));
     call->callbacks = nullptr;
-    OwnedObject no_args = OwnedObject::consuming(PyTuple_New(0));
-    Py_ssize_t n = PyList_GET_SIZE(cbs);
-    for (Py_ssize_t i = 0; i < n; ++i) {
-      if (!no_args || !hub_->Spawn(PyList_GET_ITEM(cbs, i), no_args.get()))
-        PyErr_WriteUnraisable(PyList_GET_ITEM(cbs, i));
-    }
-    Py_DECREF(cbs);
   }
   hub_->DeferDelete(new DeferredDecref(reinterpret_cast<PyObject*>(call)));
   CheckTerminated();

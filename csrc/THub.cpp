@@ -201,6 +201,14 @@ bool Hub::Spawn(PyObject* callable, PyObject* args) {
   return true;
 }
 
+void Hub::SpawnEach(OwnedObject callables) {
+  OwnedObject no_args = OwnedObject::consuming(PyTuple_New(0));
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(callables.get()); ++i) {
+    PyObject* fn = PyList_GET_ITEM(callables.get(), i);
+    if (!no_args || !Spawn(fn, no_args.get())) PyErr_WriteUnraisable(fn);
+  }
+}
+
 PyObject* Hub::SpawnGreenlet(PyObject* callable, PyObject* args) {
   if (!EnsureHubGreenlet()) return nullptr;
   PyObject* g = reinterpret_cast<PyObject*>(

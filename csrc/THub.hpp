@@ -113,6 +113,10 @@ class Hub {
   // Runs callable(*args) in a greenlet of the hub's pool. Returns false with
   // a Python error set on failure.
   bool Spawn(PyObject* callable, PyObject* args);
+  // Runs every callable of `callables` (a list) with no arguments, each in
+  // a pool greenlet; a callable that cannot be started is reported as
+  // unraisable. Never fails.
+  void SpawnEach(OwnedObject callables);
   // Starts callable(*args) in a new greenlet of its own (parent: the hub),
   // which the caller may later Kill(). New reference or NULL.
   PyObject* SpawnGreenlet(PyObject* callable, PyObject* args);

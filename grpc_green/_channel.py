@@ -100,20 +100,25 @@ def _serialize(serializer, request):
         raise _InactiveRpcError(StatusCode.INTERNAL, "Exception serializing request!")
 
 
-class _UnaryUnaryMultiCallable(_api.UnaryUnaryMultiCallable):
-    __slots__ = ("_core", "_method", "_serializer", "_deserializer", "_channel")
+class _MultiCallable:
+    """What every multicallable holds: its channel, method and codecs."""
+
+    __slots__ = ("_channel", "_method", "_serializer", "_deserializer")
 
     def __init__(self, channel, method, serializer, deserializer):
         self._channel = channel
-        self._core = channel._core
         self._method = method
         self._serializer = serializer
         self._deserializer = deserializer
 
+
+class _UnaryUnaryMultiCallable(_MultiCallable, _api.UnaryUnaryMultiCallable):
+    __slots__ = ()
+
     def _invoke(self, request, timeout, metadata, wait_for_ready):
         payload = _serialize(self._serializer, request)
         try:
-            code, details, raw, initial, trailing = self._core.unary_unary(
+            code, details, raw, initial, trailing = self._channel._core.unary_unary(
                 self._method, payload, timeout, metadata, bool(wait_for_ready)
             )
         except _core.InvalidMetadataError as err:
@@ -457,24 +462,15 @@ def _blocking_unary_response(rendezvous):
     except BaseException:
         rendezvous._call.cancel(_CANCELLED, "Cancelled")
         raise
-    code = rendezvous._call.code
-    if code != 0:
-        raise _InactiveRpcError(_status(code), rendezvous._call.details,
-                                rendezvous._call.initial_metadata(),
-                                rendezvous._call.trailing_metadata())
-    response = rendezvous.result()
-    return response, _CompletedCall(StatusCode.OK, "", rendezvous._call.initial_metadata(),
-                                    rendezvous._call.trailing_metadata())
+    call = rendezvous._call
+    initial, trailing = call.initial_metadata(), call.trailing_metadata()
+    if call.code != 0:
+        raise _InactiveRpcError(_status(call.code), call.details, initial, trailing)
+    return rendezvous.result(), _CompletedCall(StatusCode.OK, "", initial, trailing)
 
 
-class _UnaryStreamMultiCallable(_api.UnaryStreamMultiCallable):
-    __slots__ = ("_channel", "_method", "_serializer", "_deserializer")
-
-    def __init__(self, channel, method, serializer, deserializer):
-        self._channel = channel
-        self._method = method
-        self._serializer = serializer
-        self._deserializer = deserializer
+class _UnaryStreamMultiCallable(_MultiCallable, _api.UnaryStreamMultiCallable):
+    __slots__ = ()
 
     def __call__(self, request, timeout=None, metadata=None, credentials=None,
                  wait_for_ready=None, compression=None):
@@ -484,14 +480,8 @@ class _UnaryStreamMultiCallable(_api.UnaryStreamMultiCallable):
         return _MultiThreadedRendezvous(call, self._deserializer, False)
 
 
-class _StreamMultiCallable:
-    __slots__ = ("_channel", "_method", "_serializer", "_deserializer")
-
-    def __init__(self, channel, method, serializer, deserializer):
-        self._channel = channel
-        self._method = method
-        self._serializer = serializer
-        self._deserializer = deserializer
+class _StreamMultiCallable(_MultiCallable):
+    __slots__ = ()
 
     def _start(self, request_iterator, timeout, metadata, wait_for_ready, unary_response):
         call = _start(self._channel, self._method, timeout, metadata, wait_for_ready, None,
