@@ -2,8 +2,7 @@
 //
 // The hub (THub.hpp) is written against this interface only, so the
 // event loop under it can be grpc_green's own libev loop (native, here) or
-// another loop reached through its public API (gevent's, later), as a
-// second implementation rather than a rewrite.
+// gevent's loop reached through gevent's public watcher API (TGeventIo.cpp).
 //
 // Threading: an IoManager and its watchers belong to one OS thread. Handlers
 // are called from inside RunOnce(), on the hub greenlet; they must not
@@ -11,6 +10,8 @@
 #pragma once
 
 #include <memory>
+
+struct _object;  // PyObject, for the gevent IO manager
 
 namespace grpc_green {
 
@@ -60,10 +61,17 @@ class IoManager {
   // Runs one pass of the loop, waiting for an event unless `nowait`.
   // Returns false when no watcher is active (nothing could ever wake it).
   virtual bool RunOnce(bool nowait) = 0;
+  // In a forked child: disarms every watcher and timer without touching the
+  // parent's share of the loop (the owners close their fds themselves).
+  virtual void Abandon() {}
 };
 
 // grpc_green's own libev loop (one per thread).
 std::unique_ptr<IoManager> NewNativeIoManager();
+
+// gevent's loop (`hub.loop`, a borrowed Python object). nullptr with a
+// Python error set on failure.
+std::unique_ptr<IoManager> NewGeventIoManager(struct _object* loop);
 
 // Monotonic clock, seconds.
 double MonotonicNow();

@@ -126,6 +126,22 @@ class Channel {
   Hub* hub() const { return hub_; }
   bool closed() const { return closed_; }
 
+  // True when the caller may use the channel now. A channel made before
+  // os.fork() and used in the child moves to the child's hub: the parent's
+  // connections were closed here without a byte sent (Hub::Orphan) and are
+  // left with the parent's hub; the next call connects afresh.
+  bool Usable() {
+    if (hub_->orphaned()) {
+      Hub* hub = Hub::Get();
+      if (!hub) return false;
+      for (ClientConnection* c : conns_) c->channel_ = nullptr;
+      conns_.clear();
+      conn_ = nullptr;
+      hub_ = hub;
+    }
+    return hub_->CheckThread();
+  }
+
   void Close() {
     if (closed_) return;
     closed_ = true;
@@ -324,7 +340,7 @@ void Channel::BuildRequestHeaders(std::vector<nghttp2_nv>* nva, std::string_view
 std::unique_ptr<ClientCall> Channel::StartCall(PyObject* path, PyObject* timeout,
                                                PyObject* metadata, bool wait_for_ready,
                                                PyObject* request, bool unary_response) {
-  if (!hub_->CheckThread()) return nullptr;
+  if (!Usable()) return nullptr;
   Py_ssize_t path_len;
   const char* path_s = PyUnicode_AsUTF8AndSize(path, &path_len);
   if (!path_s) return nullptr;
@@ -698,7 +714,7 @@ PyObject* Channel_start(PyChannelObject* self, PyObject* const* args, Py_ssize_t
 
 PyObject* Channel_close(PyChannelObject* self, PyObject*) {
   if (self->channel) {
-    if (!self->channel->hub()->CheckThread()) return nullptr;
+    if (!self->channel->Usable()) return nullptr;
     self->channel->Close();
   }
   Py_RETURN_NONE;

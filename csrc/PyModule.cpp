@@ -141,7 +141,35 @@ PyObject* mod_sleep(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+PyObject* mod_set_hub_selector(PyObject*, PyObject* selector) {
+  if (selector != Py_None && !PyCallable_Check(selector)) {
+    PyErr_SetString(PyExc_TypeError, "the hub selector must be callable or None");
+    return nullptr;
+  }
+  Hub::SetSelector(selector == Py_None ? nullptr : selector);
+  Py_RETURN_NONE;
+}
+
+PyObject* mod_hub_kind(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  int create = nargs > 0 ? PyObject_IsTrue(args[0]) : 0;
+  if (create < 0) return nullptr;
+  Hub* hub = create ? Hub::Get() : Hub::Current();
+  if (!hub) return create ? nullptr : Py_NewRef(Py_None);
+  return PyUnicode_FromString(hub->kind() == Hub::kGevent ? "gevent" : "native");
+}
+
+PyObject* mod_after_fork_in_child(PyObject*, PyObject*) {
+  Hub::AfterForkInChild();
+  Py_RETURN_NONE;
+}
+
 PyMethodDef module_methods[] = {
+    {"_set_hub_selector", mod_set_hub_selector, METH_O,
+     "_set_hub_selector(fn): fn() -> None (native hub) or the gevent hub, asked once per thread."},
+    {"hub_kind", (PyCFunction)(void (*)(void))mod_hub_kind, METH_FASTCALL,
+     "hub_kind(create=False) -> 'native', 'gevent' or None (this thread has no hub yet)."},
+    {"_after_fork_in_child", mod_after_fork_in_child, METH_NOARGS,
+     "Orphans the parent's hubs in a forked child (registered with os.register_at_fork)."},
     {"spawn", mod_spawn, METH_VARARGS,
      "spawn(callable, *args): runs callable(*args) in a pooled greenlet on this thread's hub."},
     {"spawn_greenlet", mod_spawn_greenlet, METH_VARARGS,

@@ -187,20 +187,31 @@ class ServerStream final : public H2Stream, private TimerHandler {
   std::unique_ptr<Timer> timer_;
 };
 
-class Listener final : public IoHandler {
+class Listener final : public IoHandler, public ForkDroppable {
  public:
-  Listener(Server* server, int fd) : server_(server), fd_(fd) {}
-  ~Listener() {
-    io_.reset();
-    ::close(fd_);
+  Listener(Hub* hub, Server* server, int fd) : hub_(hub), server_(server), fd_(fd) {
+    hub_->Track(this);
   }
-  void Start(Hub* hub) {
-    io_ = hub->io().NewIo(fd_, this);
+  ~Listener() {
+    hub_->Untrack(this);
+    io_.reset();
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void Start() {
+    if (fd_ < 0) return;
+    io_ = hub_->io().NewIo(fd_, this);
     io_->Set(kIoRead);
   }
   void OnIo(int) override;
+  // A forked child never accepts on its parent's port.
+  void DropAfterFork() override {
+    io_.reset();
+    ::close(fd_);
+    fd_ = -1;
+  }
 
  private:
+  Hub* hub_;
   Server* server_;
   int fd_;
   std::unique_ptr<IoWatcher> io_;
@@ -209,13 +220,14 @@ class Listener final : public IoHandler {
 class Server final : private TimerHandler {
  public:
   Server(Hub* hub, PyObject* py, PyObject* dispatch, long max_concurrent, size_t max_recv,
-         const H2Settings& h2)
+         const H2Settings& h2, bool reuseport)
       : hub_(hub),
         py_(py),
         dispatch_(OwnedObject::owning(dispatch)),
         max_concurrent_(max_concurrent),
         max_recv_(max_recv),
-        h2_(h2) {
+        h2_(h2),
+        reuseport_(reuseport) {
     termination_ = OwnedObject::consuming(NewEvent());
   }
   ~Server() {
@@ -237,7 +249,7 @@ class Server final : private TimerHandler {
   void Start() {
     if (started_) return;
     started_ = true;
-    for (auto& l : listeners_) l->Start(hub_);
+    for (auto& l : listeners_) l->Start();
   }
   PyObject* Stop(double grace);
   void Accept(int lfd);
@@ -273,6 +285,7 @@ class Server final : private TimerHandler {
   long max_concurrent_;
   size_t max_recv_;
   H2Settings h2_;
+  bool reuseport_;  // grpc.so_reuseport: processes may share a port
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<ServerConnection*> conns_;
   long active_ = 0;
@@ -353,6 +366,7 @@ int Server::AddPort(const std::string& address) {
     if (fd < 0) continue;
     int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport_) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
     if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), ai->ai_addrlen) < 0 || ::listen(fd, 1024) < 0) {
       last_error = strerror(errno);
@@ -367,8 +381,8 @@ int Server::AddPort(const std::string& address) {
       bound_port = ntohs(got.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&got)->sin_port
                                                   : reinterpret_cast<sockaddr_in6*>(&got)->sin6_port);
     }
-    listeners_.push_back(std::make_unique<Listener>(this, fd));
-    if (started_) listeners_.back()->Start(hub_);
+    listeners_.push_back(std::make_unique<Listener>(hub_, this, fd));
+    if (started_) listeners_.back()->Start();
     ++bound;
   }
   freeaddrinfo(res);
@@ -638,13 +652,14 @@ PyGetSetDef ServerCall_getset[] = {
 int Server_init(PyServerObject* self, PyObject* args, PyObject* kwds) {
   static const char* kwlist[] = {"dispatch", "maximum_concurrent_rpcs",
                                  "max_receive_message_length", "max_concurrent_streams",
-                                 "initial_window_size", nullptr};
+                                 "initial_window_size", "so_reuseport", nullptr};
   PyObject* dispatch;
   long max_concurrent = -1;
   long long max_recv = 4 * 1024 * 1024;
   long long max_streams = 0, window = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|lLLL", const_cast<char**>(kwlist), &dispatch,
-                                   &max_concurrent, &max_recv, &max_streams, &window))
+  int reuseport = 1;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|lLLLp", const_cast<char**>(kwlist), &dispatch,
+                                   &max_concurrent, &max_recv, &max_streams, &window, &reuseport))
     return -1;
   Hub* hub = Hub::Get();
   if (!hub) return -1;
@@ -654,7 +669,7 @@ int Server_init(PyServerObject* self, PyObject* args, PyObject* kwds) {
   delete self->server;
   self->server = new Server(hub, reinterpret_cast<PyObject*>(self), dispatch, max_concurrent,
                             max_recv < 0 ? static_cast<size_t>(-1) >> 1 : static_cast<size_t>(max_recv),
-                            h2);
+                            h2, reuseport);
   return self->server->ok() ? 0 : -1;
 }
 

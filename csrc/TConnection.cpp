@@ -101,9 +101,11 @@ bool ResolveTarget(const std::string& target_in, std::vector<SocketAddress>* out
 Connection::Connection(Hub* hub, H2Session::Role role, const H2Settings& settings)
     : hub_(hub), state_(kConnecting) {
   h2_ = std::make_unique<H2Session>(role, this, settings);
+  hub_->Track(this);
 }
 
 Connection::~Connection() {
+  hub_->Untrack(this);
   hub_->Unmark(this);
   io_.reset();
   if (fd_ >= 0) ::close(fd_);
@@ -297,6 +299,14 @@ void Connection::GoawayAndClose(const std::string& reason) {
     Flush();
   }
   Close(reason);
+}
+
+void Connection::DropAfterFork() {
+  io_.reset();
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  state_ = kClosed;
+  if (error_.empty()) error_ = "Connection made before fork";
 }
 
 void Connection::Close(const std::string& reason) {

@@ -38,7 +38,7 @@ bool ResolveTarget(const std::string& target, std::vector<SocketAddress>* out,
                    std::string* host_port, std::string* err);
 
 class Connection : public Flushable, public IoHandler, public H2Session::Delegate,
-                   public Deferred {
+                   public Deferred, public ForkDroppable {
  public:
   enum State { kConnecting, kReady, kClosed };
 
@@ -76,6 +76,9 @@ class Connection : public Flushable, public IoHandler, public H2Session::Delegat
 
   void Flush() override;
   void OnIo(int events) override;
+  // In a forked child: closes the socket without writing, and the
+  // connection stays closed (its streams are the parent's; nobody is told).
+  void DropAfterFork() override;
 
  protected:
   virtual void OnReady() {}

@@ -11,6 +11,8 @@ namespace {
 
 thread_local Hub* t_hub = nullptr;
 constexpr size_t kMaxIdleWorkers = 4096;
+PyObject* g_selector = nullptr;    // owned
+std::vector<Hub*>* g_hubs = nullptr;  // every live hub of this process
 
 PyObject* CurrentGreenlet() { return reinterpret_cast<PyObject*>(PyGreenlet_GetCurrent()); }
 
@@ -109,24 +111,33 @@ Hub* Hub::Get() {
     PyErr_SetString(PyExc_RuntimeError, "grpc_green: greenlet's C API is not available");
     return nullptr;
   }
+  OwnedObject gevent_hub;
+  if (g_selector) {
+    gevent_hub = OwnedObject::consuming(PyObject_CallNoArgs(g_selector));
+    if (!gevent_hub) return nullptr;
+    if (gevent_hub.get() == Py_None) gevent_hub.reset();
+  }
   auto* hub = new Hub();
-  if (!hub->Init()) {
+  if (!hub->Init(gevent_hub.get())) {
     delete hub;
     return nullptr;
   }
+  if (!g_hubs) g_hubs = new std::vector<Hub*>();
+  g_hubs->push_back(hub);
   t_hub = hub;
   return hub;
 }
 
-bool Hub::Init() {
-  io_ = NewNativeIoManager();
-  if (!io_) {
-    PyErr_SetString(PyExc_OSError, "grpc_green: cannot create the event loop");
-    return false;
-  }
+void Hub::SetSelector(PyObject* selector) {
+  Py_XINCREF(selector);
+  Py_XSETREF(g_selector, selector);
+}
+
+bool Hub::Init(PyObject* gevent_hub) {
   static PyMethodDef run_hub_def = {"grpc_green_hub", (PyCFunction)RunHub, METH_VARARGS, nullptr};
   static PyMethodDef run_worker_def = {"grpc_green_worker", (PyCFunction)RunWorker, METH_VARARGS,
                                        nullptr};
+  static PyMethodDef drain_def = {"grpc_green_drain", (PyCFunction)RunDrain, METH_NOARGS, nullptr};
   capsule_ = OwnedObject::consuming(PyCapsule_New(this, "grpc_green.hub", nullptr));
   if (!capsule_) return false;
   run_hub_fn_ = OwnedObject::consuming(PyCFunction_New(&run_hub_def, capsule_.get()));
@@ -135,13 +146,100 @@ bool Hub::Init() {
   if (!run_hub_fn_ || !run_worker_fn_ || !wake_token_) return false;
   wake_args_ = OwnedObject::consuming(PyTuple_Pack(1, wake_token_.get()));
   if (!wake_args_) return false;
+  if (gevent_hub) {
+    // gevent's hub greenlet is ours too: waiters switch to it through its
+    // switch() (which starts it on first use), pool greenlets are its
+    // children, and the ready queue drains from a callback on its loop.
+    if (!PyGreenlet_Check(gevent_hub)) {
+      PyErr_SetString(PyExc_TypeError, "grpc_green: the hub selector returned a non-greenlet");
+      return false;
+    }
+    kind_ = kGevent;
+    hub_greenlet_ = OwnedObject::owning(gevent_hub);
+    gevent_switch_ = OwnedObject::consuming(PyObject_GetAttrString(gevent_hub, "switch"));
+    OwnedObject loop = OwnedObject::consuming(PyObject_GetAttrString(gevent_hub, "loop"));
+    if (!gevent_switch_ || !loop) return false;
+    gevent_run_callback_ = OwnedObject::consuming(PyObject_GetAttrString(loop.get(), "run_callback"));
+    drain_fn_ = OwnedObject::consuming(PyCFunction_New(&drain_def, capsule_.get()));
+    if (!gevent_run_callback_ || !drain_fn_) return false;
+    io_ = NewGeventIoManager(loop.get());
+    return bool(io_);
+  }
+  io_ = NewNativeIoManager();
+  if (!io_) {
+    PyErr_SetString(PyExc_OSError, "grpc_green: cannot create the event loop");
+    return false;
+  }
   OwnedObject current = OwnedObject::consuming(CurrentGreenlet());
   if (!current) return false;
   main_greenlet_ = OwnedObject::consuming(MainGreenletOf(current.get()));
   return EnsureHubGreenlet();
 }
 
+void Hub::Untrack(ForkDroppable* d) {
+  auto it = std::find(fork_droppable_.begin(), fork_droppable_.end(), d);
+  if (it != fork_droppable_.end()) {
+    *it = fork_droppable_.back();
+    fork_droppable_.pop_back();
+  }
+}
+
+void Hub::AfterForkInChild() {
+  t_hub = nullptr;
+  if (!g_hubs) return;
+  for (Hub* hub : *g_hubs) hub->Orphan();
+  g_hubs->clear();
+}
+
+void Hub::Orphan() {
+  // The hub object and its loop are left allocated: objects of the parent
+  // still point at them, and freeing the native loop would close (and
+  // unregister from) an epoll instance the parent shares.
+  orphaned_ = true;
+  std::vector<ForkDroppable*> drop;
+  drop.swap(fork_droppable_);
+  for (ForkDroppable* d : drop) d->DropAfterFork();
+  io_->Abandon();
+}
+
+void Hub::RequestDrain() {
+  if (orphaned_) return;
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyObject* r = PyObject_CallOneArg(gevent_run_callback_.get(), drain_fn_.get());
+  if (r) {
+    drain_pending_ = true;
+    Py_DECREF(r);
+  } else {
+    PyErr_WriteUnraisable(gevent_run_callback_.get());
+  }
+  PyErr_Restore(type, value, tb);
+}
+
+PyObject* Hub::RunDrain(PyObject* capsule, PyObject*) {
+  auto* hub = static_cast<Hub*>(PyCapsule_GetPointer(capsule, "grpc_green.hub"));
+  if (!hub) return nullptr;
+  if (!hub->orphaned_) {
+    hub->graveyard_.clear();
+    hub->RunReady();
+    hub->FlushDirty();
+  }
+  hub->drain_pending_ = false;
+  // What was queued while this pass ran goes to the next one, after gevent
+  // has polled for IO.
+  if (!hub->ready_.empty() || !hub->graveyard_.empty()) hub->Poke();
+  Py_RETURN_NONE;
+}
+
 bool Hub::EnsureHubGreenlet() {
+  if (kind_ == kGevent) {
+    auto* g = reinterpret_cast<PyGreenlet*>(hub_greenlet_.get());
+    if (!PyGreenlet_STARTED(g) || PyGreenlet_ACTIVE(g)) return true;
+    PyErr_SetString(PyExc_RuntimeError,
+                    "grpc_green: gevent's hub for this thread has ended; grpc_green objects "
+                    "made on it cannot be used any more");
+    return false;
+  }
   if (hub_greenlet_ && !PyGreenlet_STARTED((PyGreenlet*)hub_greenlet_.get())) return true;
   if (hub_greenlet_ && PyGreenlet_ACTIVE((PyGreenlet*)hub_greenlet_.get())) return true;
   // Not created yet, or ended (it ends only when the loop found nothing to
@@ -152,6 +250,12 @@ bool Hub::EnsureHubGreenlet() {
 }
 
 bool Hub::CheckThread() const {
+  if (orphaned_) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "grpc_green: this object was made before os.fork() and belongs to the "
+                    "parent process; make a new one in the child");
+    return false;
+  }
   if (PyThread_get_thread_ident() == thread_id_) return true;
   PyErr_SetString(PyExc_RuntimeError,
                   "grpc_green: this object belongs to another thread's hub; "
@@ -161,12 +265,13 @@ bool Hub::CheckThread() const {
 
 PyObject* Hub::SwitchToHub() {
   if (!EnsureHubGreenlet()) return nullptr;
+  if (kind_ == kGevent) return PyObject_CallNoArgs(gevent_switch_.get());
   return PyGreenlet_Switch(reinterpret_cast<PyGreenlet*>(hub_greenlet_.get()), nullptr, nullptr);
 }
 
 void Hub::Schedule(Waiter* w) {
   w->scheduled_ = true;
-  ready_.push_back({w, nullptr, nullptr, false});
+  Push({w, nullptr, nullptr, false});
 }
 
 void Hub::Unschedule(Waiter* w) {
@@ -197,7 +302,7 @@ bool Hub::Spawn(PyObject* callable, PyObject* args) {
       return false;
     }
   }
-  ready_.push_back({nullptr, g, job, false});
+  Push({nullptr, g, job, false});
   return true;
 }
 
@@ -216,7 +321,7 @@ PyObject* Hub::SpawnGreenlet(PyObject* callable, PyObject* args) {
   if (!g) return nullptr;
   Py_INCREF(g);
   Py_INCREF(args);
-  ready_.push_back({nullptr, g, args, false});
+  Push({nullptr, g, args, false});
   return g;
 }
 
@@ -227,7 +332,7 @@ bool Hub::Kill(PyObject* g, PyObject* exc) {
   }
   Py_INCREF(g);
   Py_INCREF(exc);
-  ready_.push_back({nullptr, g, exc, true});
+  Push({nullptr, g, exc, true});
   return true;
 }
 
@@ -239,6 +344,7 @@ PyObject* Hub::RunHub(PyObject* capsule, PyObject*) {
 PyObject* Hub::Loop() {
   for (;;) {
     RunReady();
+    if (orphaned_) Py_RETURN_NONE;  // resumed in a forked child: never poll
     FlushDirty();
     if (!ready_.empty()) continue;
     graveyard_.clear();
@@ -255,7 +361,7 @@ PyObject* Hub::Loop() {
 void Hub::RunReady() {
   // Only what is queued now: greenlets that yield again go to the next pass,
   // after the loop has polled for IO.
-  for (size_t n = ready_.size(); n > 0 && !ready_.empty(); --n) {
+  for (size_t n = ready_.size(); n > 0 && !ready_.empty() && !orphaned_; --n) {
     Ready r = ready_.front();
     ready_.pop_front();
     PyObject* result;

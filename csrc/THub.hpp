@@ -8,9 +8,19 @@
 // afterwards flushes every connection marked dirty with one write each
 // ("writes are corked per hub iteration").
 //
+// Two kinds of hub: native (a greenlet of grpc_green's running its own libev
+// loop) and gevent (gevent's hub greenlet and loop: grpc_green's watchers sit
+// on gevent's loop, and the ready queue is drained from one gevent loop
+// callback per pass). Which one a thread gets is decided on its first use
+// by the selector the Python layer registers (grpc_green/_hubs.py).
+//
 // Threading: a Hub and everything attached to it belong to the thread that
 // created it; Hub::Current() is per thread. Objects remember their hub and
 // refuse use from another thread (CheckThread()).
+//
+// Fork: in a forked child every hub of the parent is orphaned: it never runs
+// again, its sockets are closed without a byte written (ForkDroppable), and
+// the child's first use makes a fresh hub.
 //
 // This is the only translation unit that calls greenlet's C API.
 #pragma once
@@ -39,6 +49,15 @@ class Flushable {
 
  protected:
   ~Flushable() = default;
+};
+
+// Owns a socket that a forked child must close without using it.
+class ForkDroppable {
+ public:
+  virtual void DropAfterFork() = 0;
+
+ protected:
+  ~ForkDroppable() = default;
 };
 
 // Deleted by the hub between iterations, never inside a handler.
@@ -97,18 +116,30 @@ class WaitList {
 
 class Hub {
  public:
+  enum Kind { kNative, kGevent };
+
   // The calling thread's hub, created on first use. nullptr with a Python
   // error set on failure.
   static Hub* Get();
   // The calling thread's hub if there is one.
   static Hub* Current();
+  // selector() -> None (native) or the gevent hub to run on; called when a
+  // thread first needs a hub. nullptr: always native.
+  static void SetSelector(PyObject* selector);
+  // Run in a forked child (os.register_at_fork): orphans every hub.
+  static void AfterForkInChild();
 
+  Kind kind() const { return kind_; }
   IoManager& io() { return *io_; }
   double Now() const { return MonotonicNow(); }
+  bool orphaned() const { return orphaned_; }
 
-  // True when the caller runs on this hub's thread; otherwise sets a
-  // RuntimeError and returns false.
+  // True when the caller runs on this hub's thread (in this process);
+  // otherwise sets a RuntimeError and returns false.
   bool CheckThread() const;
+
+  void Track(ForkDroppable* d) { fork_droppable_.push_back(d); }
+  void Untrack(ForkDroppable* d);
 
   // Runs callable(*args) in a greenlet of the hub's pool. Returns false with
   // a Python error set on failure.
@@ -127,10 +158,14 @@ class Hub {
     if (!f->flush_pending) {
       f->flush_pending = true;
       dirty_.push_back(f);
+      Poke();
     }
   }
   void Unmark(Flushable* f);
-  void DeferDelete(Deferred* d) { graveyard_.emplace_back(d); }
+  void DeferDelete(Deferred* d) {
+    graveyard_.emplace_back(d);
+    Poke();
+  }
 
  private:
   friend class Waiter;
@@ -142,7 +177,18 @@ class Hub {
   };
 
   Hub();
-  bool Init();
+  bool Init(PyObject* gevent_hub);
+  void Orphan();
+  void Push(const Ready& r) {
+    ready_.push_back(r);
+    Poke();
+  }
+  // gevent: makes sure one drain callback is queued on gevent's loop.
+  void Poke() {
+    if (kind_ == kGevent && !drain_pending_) RequestDrain();
+  }
+  void RequestDrain();
+  static PyObject* RunDrain(PyObject* capsule, PyObject* unused);
   void Schedule(Waiter* w);
   void Unschedule(Waiter* w);
   // Switches from the current greenlet to the hub; new reference or NULL.
@@ -155,8 +201,14 @@ class Hub {
   void FlushDirty();
 
   unsigned long thread_id_;
+  Kind kind_ = kNative;
+  bool orphaned_ = false;
+  bool drain_pending_ = false;
   std::unique_ptr<IoManager> io_;
-  OwnedObject hub_greenlet_;
+  OwnedObject hub_greenlet_;  // ours, or gevent's hub
+  OwnedObject gevent_switch_;        // gevent: hub.switch
+  OwnedObject gevent_run_callback_;  // gevent: hub.loop.run_callback
+  OwnedObject drain_fn_;
   OwnedObject main_greenlet_;
   OwnedObject capsule_;
   OwnedObject run_hub_fn_;
@@ -167,6 +219,7 @@ class Hub {
   std::vector<Flushable*> dirty_;
   std::vector<std::unique_ptr<Deferred>> graveyard_;
   std::vector<PyObject*> idle_workers_;  // owned greenlets
+  std::vector<ForkDroppable*> fork_droppable_;
 };
 
 }  // namespace grpc_green

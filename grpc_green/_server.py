@@ -129,6 +129,8 @@ class _Server(_api.Server):
                 kwargs["max_concurrent_streams"] = value
             elif key in ("grpc.http2.initial_window_size", "grpc.http2.lookahead_bytes"):
                 kwargs["initial_window_size"] = value
+            elif key == "grpc.so_reuseport":
+                kwargs["so_reuseport"] = bool(value)
         if maximum_concurrent_rpcs is not None:
             if maximum_concurrent_rpcs < 1:
                 raise ValueError("maximum_concurrent_rpcs should be a positive integer")

@@ -3,10 +3,16 @@
 Greenlet servers and plain scripts use these to run many calls at once:
 ``spawn`` starts a function in its own greenlet, ``sleep`` and
 ``Event.wait`` park only the calling greenlet. No thread is ever started.
+
+The hub is grpc_green's own libev loop, or gevent's hub inside gevent
+applications (chosen automatically; see ``use`` and ``kind``). On gevent's
+hub these primitives and gevent's own (``gevent.sleep``, ``gevent.spawn``,
+queues, events) mix freely.
 """
 from grpc_green import _core
+from grpc_green._hubs import kind, use
 
-__all__ = ["Event", "Task", "sleep", "spawn", "joinall"]
+__all__ = ["Event", "Task", "sleep", "spawn", "joinall", "kind", "use"]
 
 Event = _core.Event
 sleep = _core.sleep
