@@ -72,6 +72,8 @@ demo: build
 	$(PY) examples/helloworld/run_demo.py
 	$(PY) examples/route_guide/run_demo.py
 	$(PY) examples/fibonacci/run_demo.py
+	$(PY) examples/gevent_app/run_demo.py
+	$(PY) examples/prefork_server/run_demo.py
 
 # C++ echo server for the client benchmarks (bench/client.py). Its packages
 # are installed here only, never by build/test/demo.

@@ -14,6 +14,7 @@ on PYTHONPATH, so ``import grpc`` in the examples is grpcio.
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -178,3 +179,40 @@ def test_fibonacci(demo_env):
     assert ("StreamSequence(1000) failed: INVALID_ARGUMENT: count must be at most 94"
             " (the numbers are uint64), got 1000" in lines), lines
     assert not [line for line in lines if "unexpected" in line], lines
+
+
+@pytest.mark.skipif(USING_GRPCIO, reason="grpc_green's gevent plugin and hubs; not grpcio's")
+def test_gevent_app(demo_env):
+    lines = run_demo("gevent_app", demo_env)
+    assert "GET /items: 5 items" in lines
+    assert "GET /items/Z-999: 404, NOT_FOUND from the backend" in lines
+    # 200 requests, each 0.2 s in the backend: together in well under 40 s.
+    [summary] = [line for line in lines if line.startswith("200 concurrent GET /items/<sku>: ")]
+    match = re.match(r"200 concurrent GET /items/<sku>: all answered correctly in ([\d.]+) s"
+                     r" \(slowest ([\d.]+) s\)", summary)
+    assert match, summary
+    assert float(match.group(1)) < 4.0 and float(match.group(2)) >= 0.2, summary
+    # monkey.patch_all(grpc=True) put the front end's grpc on gevent's hub;
+    # the backend never imported gevent.
+    assert "frontend.py said: grpc is grpc_green, on the gevent hub" in lines
+    assert ("backend_server.py said: grpc_green runs it on the native hub;"
+            " gevent is not imported" in lines)
+
+
+def test_prefork_server(demo_env):
+    lines = run_demo("prefork_server", demo_env)
+    # The last batch (earlier ones only if a single worker answered them).
+    start = max(i for i, line in enumerate(lines) if line.startswith("64 channels, "))
+    match = re.fullmatch(r"64 channels, 64 connections, answered by (\d) workers", lines[start])
+    assert match and 2 <= int(match.group(1)) <= 4, lines[start]
+    answered = lines[start + 1:start + 1 + int(match.group(1))]
+    counts = {}
+    for line in answered:
+        pid, count = re.fullmatch(r"worker (\d+) answered (\d+) channels", line).groups()
+        counts[int(pid)] = int(count)
+    assert sum(counts.values()) == 64, answered
+    # SIGTERM went to the parent, which forwarded it to its 4 workers.
+    [stopping] = [line for line in lines if line.startswith("SIGTERM: stopping workers ")]
+    workers = {int(pid) for pid in stopping.split()[3:]}
+    assert len(workers) == 4 and set(counts) <= workers, (stopping, answered)
+    assert "all workers stopped" in lines
