@@ -80,4 +80,11 @@ setup(
     ext_modules=[core],
     python_requires=">=3.9",
     install_requires=["greenlet>=3.0", "protobuf>=4.21"],
+    extras_require={"gevent": ["gevent>=24.2"]},
+    # gevent.monkey.patch_all(grpc=True) patches grpc to grpc_green too.
+    entry_points={
+        "gevent.plugins.monkey.did_patch_all": [
+            "grpc_green = grpc_green.monkey:_gevent_did_patch_all",
+        ],
+    },
 )

@@ -40,8 +40,7 @@ class ClientConnection final : public Connection {
 // the greenlet running a unary call, or by a _core.Call object.
 class ClientCall final : public H2Stream, public Deferred, private TimerHandler {
  public:
-  ClientCall(Channel* channel, size_t max_recv, bool unary_response)
-      : H2Stream(max_recv), unary_response(unary_response), channel_(channel) {}
+  ClientCall(Channel* channel, size_t max_recv, bool unary_response);
   ~ClientCall() override { Abandon(); }
 
   // Who waits: readers and status waiters, writers, initial-metadata waiters.
@@ -111,6 +110,7 @@ class ClientCall final : public H2Stream, public Deferred, private TimerHandler 
   void FinishFromHeaders(const Headers& src);
 
   Channel* channel_;
+  Hub* hub_;  // the channel's when the call started (it moves on after fork)
   std::unique_ptr<Timer> timer_;
 };
 
@@ -199,7 +199,11 @@ void ClientConnection::OnClosed() {
   }
 }
 
-Hub* ClientCall::hub() const { return channel_->hub(); }
+ClientCall::ClientCall(Channel* channel, size_t max_recv, bool unary_response)
+    : H2Stream(max_recv), unary_response(unary_response), channel_(channel),
+      hub_(channel->hub()) {}
+
+Hub* ClientCall::hub() const { return hub_; }
 long long ClientCall::max_send() const { return channel_->opts().max_send; }
 
 void ClientCall::Finish(int c, std::string d) {
@@ -217,7 +221,7 @@ void ClientCall::Finish(int c, std::string d) {
   recv_wait.WakeAll();
   send_wait.WakeAll();
   md_wait.WakeAll();
-  if (callbacks) channel_->hub()->SpawnEach(std::move(callbacks));
+  if (callbacks) hub_->SpawnEach(std::move(callbacks));
 }
 
 void ClientCall::FinishFromHeaders(const Headers& src) {
@@ -523,7 +527,12 @@ PyObject* Call_write(PyCallObject* self, PyObject* data) {
   }
   // Backpressure: park while the HTTP/2 window keeps our bytes queued.
   while (!c->done && c->attached() && c->session()->SendBlocked(c)) {
-    if (c->send_wait.Wait() == Waiter::kError) return nullptr;
+    if (c->send_wait.Wait() == Waiter::kError) {
+      // The writer was killed or interrupted (gevent.Timeout): cancel on
+      // the wire, as for a unary call.
+      c->EndLocally(kCancelled, "Cancelled");
+      return nullptr;
+    }
   }
   return PyBool_FromLong(!c->done);
 }
@@ -551,7 +560,11 @@ PyObject* Call_read(PyCallObject* self, PyObject*) {
       return PyBytes_FromStringAndSize(m.data(), static_cast<Py_ssize_t>(m.size()));
     }
     if (c->done) Py_RETURN_NONE;
-    if (c->recv_wait.Wait() == Waiter::kError) return nullptr;
+    if (c->recv_wait.Wait() == Waiter::kError) {
+      // The reader was killed or interrupted: cancel on the wire.
+      c->EndLocally(kCancelled, "Cancelled");
+      return nullptr;
+    }
   }
 }
 

@@ -509,8 +509,17 @@ PyObject* Server::Stop(double grace) {
 // ------------------------------------------------------ ServerCall methods
 
 ServerStream* LiveStream(PyServerCallObject* self) {
-  if (!self->stream->server->hub()->CheckThread()) return nullptr;
-  return self->stream;
+  ServerStream* s = self->stream;
+  if (s->server->hub()->orphaned()) {
+    // A call of the parent process seen from a forked child (gevent resumes
+    // the parent's greenlets there): it is over here, and every method is
+    // inert, so the handler ends quietly without touching the socket.
+    s->finished = true;
+    s->cancelled = true;
+    return s;
+  }
+  if (!s->server->hub()->CheckThread()) return nullptr;
+  return s;
 }
 
 PyObject* ServerCall_read(PyServerCallObject* self, PyObject*) {
@@ -581,7 +590,7 @@ PyObject* ServerCall_respond(PyServerCallObject* self, PyObject* const* args, Py
 }
 
 PyObject* ServerCall_is_active(PyServerCallObject* self, PyObject*) {
-  return PyBool_FromLong(self->stream->active());
+  return PyBool_FromLong(!self->stream->server->hub()->orphaned() && self->stream->active());
 }
 
 PyObject* ServerCall_cancel(PyServerCallObject* self, PyObject*) {

@@ -349,6 +349,10 @@ PyObject* Hub::Loop() {
     if (!ready_.empty()) continue;
     graveyard_.clear();
     bool alive = io_->RunOnce(false);
+    // A signal interrupts the poll; Python's handlers run here (in the main
+    // thread), and what they raise (KeyboardInterrupt) goes to the main
+    // greenlet, the hub's parent.
+    if (PyErr_CheckSignals() < 0) return nullptr;
     if (!alive && ready_.empty() && dirty_.empty()) {
       PyErr_SetString(PyExc_RuntimeError,
                       "grpc_green: every greenlet is blocked and nothing can wake them "

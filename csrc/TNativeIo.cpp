@@ -1,4 +1,5 @@
 // The native IO manager: a libev loop of grpc_green's own.
+#include <Python.h>
 #include <ev.h>
 #include <time.h>
 
@@ -73,7 +74,10 @@ class NativeIoManager final : public IoManager {
  public:
   // Each hub owns a loop of its own: EVFLAG_NOSIGMASK keeps libev away from
   // the process's signal mask, EVFLAG_NOENV from the environment.
-  NativeIoManager() : loop_(ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV | EVFLAG_NOSIGMASK)) {}
+  NativeIoManager() : loop_(ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV | EVFLAG_NOSIGMASK)) {
+    // Other threads (with hubs of their own) run while this one polls.
+    if (loop_) ev_set_loop_release_cb(loop_, ReleaseGil, AcquireGil);
+  }
   ~NativeIoManager() override {
     if (loop_) ev_loop_destroy(loop_);
   }
@@ -90,6 +94,10 @@ class NativeIoManager final : public IoManager {
   }
 
  private:
+  static void ReleaseGil(struct ev_loop* loop) noexcept { ev_set_userdata(loop, PyEval_SaveThread()); }
+  static void AcquireGil(struct ev_loop* loop) noexcept {
+    PyEval_RestoreThread(static_cast<PyThreadState*>(ev_userdata(loop)));
+  }
   struct ev_loop* loop_;
 };
 

@@ -11,8 +11,8 @@ it (a channel, a server, a call, ``grpc_green.hub``). The choice:
   the ``GRPC_GREEN_HUB`` environment variable read at import.
 
 A thread never runs two loops: once its hub exists the choice is fixed, and
-forcing the native hub in a thread where gevent's hub already exists is
-refused.
+forcing the native hub in a thread where gevent's hub already exists, or
+in a process gevent has patched, is refused.
 """
 import os
 import sys
@@ -54,10 +54,12 @@ def _select():
     """Called by the engine once per thread: None for the native hub, or the
     gevent hub to run on."""
     if _policy == "native":
-        if _gevent_hub_in_this_thread() is not None:
+        if _gevent_patched() or _gevent_hub_in_this_thread() is not None:
+            # grpc_green's loop would stall gevent's whenever it waits.
             raise RuntimeError(
-                "grpc_green: the native hub was forced, but gevent's hub already "
-                "runs in this thread; one thread never runs two loops"
+                "grpc_green: the native hub was forced (GRPC_GREEN_HUB or hub.use), but "
+                "gevent has patched this process or runs its hub in this thread; one "
+                "thread never runs two loops"
             )
         return None
     if _policy == "gevent" or _gevent_patched() or _gevent_hub_in_this_thread() is not None:

@@ -26,6 +26,17 @@ grpc_green's errors). If grpcio was already imported, ``patch_grpc()`` still
 replaces the entries, drops grpcio's ``grpc.*`` submodule entries from
 ``sys.modules`` so that later imports do not mix the two, and issues a
 RuntimeWarning. Patch before anything imports grpc to avoid that.
+
+gevent applications can have ``gevent.monkey.patch_all()`` do it::
+
+    from gevent import monkey
+    monkey.patch_all(grpc=True)
+
+grpc_green registers itself as a gevent monkey-patching plugin (the
+``gevent.plugins.monkey.did_patch_all`` entry point); ``grpc=True`` is passed
+through ``patch_all``'s extra keyword arguments to it. ``patch_grpc()`` may
+also be called by hand, before or after ``patch_all()``: which loop grpc_green
+runs on is decided per thread at first use, not at patch time.
 """
 
 import importlib
@@ -136,3 +147,10 @@ def patch_grpc():
         if not any(isinstance(f, _GrpcAliasFinder) for f in sys.meta_path):
             sys.meta_path.insert(0, _GrpcAliasFinder())
         return grpc_green
+
+
+def _gevent_did_patch_all(event):
+    """gevent's ``did_patch_all`` plugin hook: ``patch_all(grpc=True)``
+    patches grpc too."""
+    if event.patch_all_kwargs.get("grpc"):
+        patch_grpc()

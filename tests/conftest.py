@@ -118,7 +118,8 @@ GRPC_MODULE = grpc_green if USING_GREEN else grpc
 
 
 def pytest_report_header(config):
-    return "grpc implementation under test: %s (%s)" % (IMPL, GRPC_MODULE.__file__)
+    hub = " on the %s hub" % GRPC_MODULE.hub.kind() if USING_GREEN else ""
+    return "grpc implementation under test: %s%s (%s)" % (IMPL, hub, GRPC_MODULE.__file__)
 
 
 def pytest_configure(config):

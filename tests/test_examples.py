@@ -30,6 +30,7 @@ DEMO_TIMEOUT = 120
 def demo_env(tmp_path_factory):
     env = dict(os.environ)
     env.pop("GRPC_GREEN_TEST_IMPL", None)
+    env.pop("GRPC_GREEN_HUB", None)  # each example's programs pick their hub as a user's would
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     if USING_GRPCIO:

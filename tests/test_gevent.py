@@ -64,10 +64,6 @@ class ScenarioFailed(AssertionError):
         self.stderr = stderr
 
 
-class KnownEngineBug(AssertionError):
-    """A scenario failed with the symptom of a known engine bug (see xfail reasons)."""
-
-
 def scenario_env(**extra):
     env = dict(os.environ)
     for key in ("GRPC_GREEN_HUB", "GRPC_GREEN_TEST_IMPL"):
@@ -122,34 +118,15 @@ def test_gevent_servers_keep_serving_during_grpc_load(hub):
         assert stats["max_latency"] < 0.200, (probe, stats)
 
 
-_STREAM_CANCEL_BUG = (
-    "engine bug: an interrupted next() on a response stream does not cancel the call; it "
-    "is cancelled only when the call object is freed, and the exception's traceback (kept "
-    "by gevent's Greenlet.value after kill(), or by a Timeout object the caller still "
-    "references) keeps it alive, so the server never sees the cancellation. Interrupted "
-    "unary and stream_unary calls are cancelled at once."
-)
-# The symptom the scenario reports for that bug (anything else is a real failure).
-_STREAM_CANCEL_SYMPTOM = "the handler never saw the call end"
-
-
 @pytest.mark.parametrize("case", [
     "timeout_unary",
     "timeout_stream",
-    pytest.param("timeout_stream_kept", marks=pytest.mark.xfail(
-        strict=True, raises=KnownEngineBug, reason=_STREAM_CANCEL_BUG)),
+    "timeout_stream_kept",  # the Timeout object (and its traceback) outlive the call
     "kill_unary",
-    pytest.param("kill_stream", marks=pytest.mark.xfail(
-        strict=True, raises=KnownEngineBug, reason=_STREAM_CANCEL_BUG)),
+    "kill_stream",
 ])
 def test_interrupting_a_blocked_call_cancels_it(hub, case):
-    try:
-        result = run_scenario(hub, "cancel.py", case)
-    except ScenarioFailed as failure:
-        known = case in ("timeout_stream_kept", "kill_stream")
-        if known and _STREAM_CANCEL_SYMPTOM in failure.stderr:
-            raise KnownEngineBug(str(failure)) from None
-        raise
+    result = run_scenario(hub, "cancel.py", case)
     assert result["hub"] == "gevent"
     caller, server = result["caller"], result["server"]
     assert caller["raised"] == ("GreenletExit" if case.startswith("kill") else "Timeout"), caller

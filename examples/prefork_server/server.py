@@ -78,10 +78,7 @@ def serve_worker(port, ready_fd, signal_mask):
     signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
     os.write(ready_fd, b"%d\n" % os.getpid())  # tell the parent this worker listens
     os.close(ready_fd)
-    # grpc_green runs Python signal handlers only when a wait on its native
-    # hub returns, so wait in short slices for stop() to get its turn.
-    while server.wait_for_termination(timeout=0.5):
-        pass
+    server.wait_for_termination()  # stop() runs from the signal handler
 
 
 def fork_worker(port, ready_fd, signal_mask):
