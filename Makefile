@@ -126,8 +126,10 @@ ASAN_OPTIONS := detect_leaks=0:detect_stack_use_after_return=0:quarantine_size_m
 asan: deps
 	rm -f grpc_green/_core*.so
 	GRPC_GREEN_ASAN=1 $(PY) setup.py -q build_ext --inplace --force
-	LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so)" ASAN_OPTIONS=$(ASAN_OPTIONS) \
-	  $(PY) -m pytest -q -x -p no:cacheprovider tests
+	for hub in native gevent; do \
+	  GRPC_GREEN_HUB=$$hub LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so)" \
+	    ASAN_OPTIONS=$(ASAN_OPTIONS) $(PY) -m pytest -q -x -p no:cacheprovider tests || exit 1; \
+	done
 	rm -f grpc_green/_core*.so
 	$(MAKE) build
 
