@@ -16,7 +16,7 @@ PY_CONFIG_CFLAGS = $(shell $(PY) -c "import sysconfig;print('-I'+sysconfig.get_p
 GTEST_BIN := build/gtest/grpc_green_tests
 CORE_SO = $(wildcard grpc_green/_core*.so)
 
-.PHONY: all deps system-deps venv build demo test gtest pytest bench bench-deps asan clean
+.PHONY: all deps system-deps venv metadata build demo test gtest pytest bench bench-deps asan clean
 
 all: build
 
@@ -45,9 +45,13 @@ deps: system-deps venv
 
 # --- build ------------------------------------------------------------------
 
-build: deps
+build: deps metadata
 	$(PY) setup.py -q build_ext --inplace
-	@# package metadata next to the package: gevent finds the patch_all plugin
+
+# Package metadata next to the package: gevent finds the patch_all plugin
+# (its entry point) there when the repository root is on sys.path.
+metadata: grpc_green.egg-info/entry_points.txt
+grpc_green.egg-info/entry_points.txt: setup.py | venv
 	$(PY) setup.py -q egg_info >/dev/null
 
 # --- tests ------------------------------------------------------------------
@@ -123,7 +127,7 @@ $(BENCH_SERVER_CPP): bench/cpp/echo_server.cc $(BENCH_GEN)/echo.pb.cc $(BENCH_GE
 # 16 MiB keeps the flow-control tests' memory bounds meaningful under ASan.
 ASAN_OPTIONS := detect_leaks=0:detect_stack_use_after_return=0:quarantine_size_mb=16
 
-asan: deps
+asan: deps metadata
 	rm -f grpc_green/_core*.so
 	GRPC_GREEN_ASAN=1 $(PY) setup.py -q build_ext --inplace --force
 	for hub in native gevent; do \
