@@ -94,6 +94,7 @@ BENCH_GEN := build/bench/gen
 bench: build $(BENCH_SERVER_CPP)
 	$(PY) bench/run.py
 	$(PY) bench/client.py --server-binary $(BENCH_SERVER_CPP)
+	$(PY) bench/gevent_inprocess.py
 
 bench-deps: build/.bench-deps
 build/.bench-deps:
