@@ -220,9 +220,11 @@ PyObject* Hub::RunDrain(PyObject* capsule, PyObject*) {
   auto* hub = static_cast<Hub*>(PyCapsule_GetPointer(capsule, "grpc_green.hub"));
   if (!hub) return nullptr;
   if (!hub->orphaned_) {
-    hub->graveyard_.clear();
     hub->RunReady();
     hub->FlushDirty();
+    // As on the native hub: the dead are freed only once every greenlet
+    // woken before they died has run (a woken waiter may still hold one).
+    if (hub->ready_.empty()) hub->graveyard_.clear();
   }
   hub->drain_pending_ = false;
   // What was queued while this pass ran goes to the next one, after gevent
