@@ -176,14 +176,6 @@ bool Hub::Init(PyObject* gevent_hub) {
   return EnsureHubGreenlet();
 }
 
-void Hub::Untrack(ForkDroppable* d) {
-  auto it = std::find(fork_droppable_.begin(), fork_droppable_.end(), d);
-  if (it != fork_droppable_.end()) {
-    *it = fork_droppable_.back();
-    fork_droppable_.pop_back();
-  }
-}
-
 void Hub::AfterForkInChild() {
   t_hub = nullptr;
   if (!g_hubs) return;
@@ -196,7 +188,7 @@ void Hub::Orphan() {
   // still point at them, and freeing the native loop would close (and
   // unregister from) an epoll instance the parent shares.
   orphaned_ = true;
-  std::vector<ForkDroppable*> drop;
+  std::unordered_set<ForkDroppable*> drop;
   drop.swap(fork_droppable_);
   for (ForkDroppable* d : drop) d->DropAfterFork();
   io_->Abandon();

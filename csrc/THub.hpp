@@ -29,6 +29,7 @@
 
 #include <deque>
 #include <memory>
+#include <unordered_set>
 #include <vector>
 
 #include "IoManager.hpp"
@@ -138,8 +139,8 @@ class Hub {
   // otherwise sets a RuntimeError and returns false.
   bool CheckThread() const;
 
-  void Track(ForkDroppable* d) { fork_droppable_.push_back(d); }
-  void Untrack(ForkDroppable* d);
+  void Track(ForkDroppable* d) { fork_droppable_.insert(d); }
+  void Untrack(ForkDroppable* d) { fork_droppable_.erase(d); }
 
   // Runs callable(*args) in a greenlet of the hub's pool. Returns false with
   // a Python error set on failure.
@@ -219,7 +220,7 @@ class Hub {
   std::vector<Flushable*> dirty_;
   std::vector<std::unique_ptr<Deferred>> graveyard_;
   std::vector<PyObject*> idle_workers_;  // owned greenlets
-  std::vector<ForkDroppable*> fork_droppable_;
+  std::unordered_set<ForkDroppable*> fork_droppable_;  // sockets a forked child closes
 };
 
 }  // namespace grpc_green
