@@ -537,6 +537,26 @@ PyObject* ServerCall_read(PyServerCallObject* self, PyObject*) {
   }
 }
 
+// The request of a unary-request method: its one message once the client
+// has ended the stream, or None (no message, more than one, or the call
+// ended first). One call where read() would take two.
+PyObject* ServerCall_read_unary(PyServerCallObject* self, PyObject*) {
+  ServerStream* s = LiveStream(self);
+  if (!s) return nullptr;
+  for (;;) {
+    size_t n = s->deframer.messages().size();
+    bool over = !s->attached() || s->finished || s->cancelled || s->deframer.failed();
+    if (n > 1 || over) Py_RETURN_NONE;
+    if (s->remote_ended) {
+      if (n == 0) Py_RETURN_NONE;
+      std::string m = s->deframer.Pop();
+      if (s->session()->Consumed(s)) s->Kick();
+      return PyBytes_FromStringAndSize(m.data(), static_cast<Py_ssize_t>(m.size()));
+    }
+    if (s->recv_wait.Wait() == Waiter::kError) return nullptr;
+  }
+}
+
 PyObject* ServerCall_send_initial_metadata(PyServerCallObject* self, PyObject* md) {
   ServerStream* s = LiveStream(self);
   if (!s) return nullptr;
@@ -638,6 +658,9 @@ void ServerCall_dealloc(PyServerCallObject* self) {
 }
 
 PyMethodDef ServerCall_methods[] = {
+    {"read_unary", (PyCFunction)ServerCall_read_unary, METH_NOARGS,
+     "The one request message of a unary-request call, or None if it did not bring "
+     "exactly one."},
     {"read", (PyCFunction)ServerCall_read, METH_NOARGS,
      "Next request message as bytes, or None at the end of the requests."},
     {"send_initial_metadata", (PyCFunction)ServerCall_send_initial_metadata, METH_O, nullptr},

@@ -7,7 +7,7 @@ a ``_Context`` and sends the response and status in one step.
 import collections
 import logging
 
-from grpc_green import _api, _core
+from grpc_green import _api, _core, _utilities
 from grpc_green._api import StatusCode
 
 _LOGGER = logging.getLogger(__name__)
@@ -137,6 +137,7 @@ class _Server(_api.Server):
             kwargs["maximum_concurrent_rpcs"] = maximum_concurrent_rpcs
         self._generic = list(handlers or ())
         self._registered = {}
+        self._index_handlers()
         self._interceptors = tuple(interceptors or ())
         self._core = _core.Server(self._dispatch, **kwargs)
         self._started = False
@@ -149,10 +150,26 @@ class _Server(_api.Server):
                     'Attempted to add a generic handler without a "service" method: {}'.format(h)
                 )
         self._generic.extend(generic_rpc_handlers)
+        self._index_handlers()
 
     def add_registered_method_handlers(self, service_name, method_handlers):
         for name, handler in method_handlers.items():
             self._registered["/{}/{}".format(service_name, name)] = handler
+        self._index_handlers()
+
+    def _index_handlers(self):
+        """Method -> handler for every method whose handler is known without
+        asking a generic handler at call time: the registered ones, then
+        those of method_handlers_generic_handler() dictionaries up to the
+        first generic handler of another kind (which may claim anything)."""
+        index = {}
+        for generic in self._generic:
+            if type(generic) is not _utilities.DictionaryGenericHandler:
+                break
+            for method, handler in generic._method_handlers.items():
+                index.setdefault(method, handler)
+        index.update(self._registered)
+        self._index = index
 
     def add_insecure_port(self, address):
         return self._core.add_insecure_port(address)
@@ -176,7 +193,7 @@ class _Server(_api.Server):
 
     # per RPC
     def _lookup(self, method, call):
-        handler = self._registered.get(method)
+        handler = self._index.get(method)
         if handler is not None and not self._interceptors:
             return handler
         details = _HandlerCallDetails(method, call.invocation_metadata())
@@ -250,10 +267,8 @@ class _RequestIterator:
 def _read_unary_request(call, handler):
     """The one request message of a unary-request method, or None if the
     call already ended (its status is then sent)."""
-    raw = call.read()
-    # The request must end after its one message (the second read sees the
-    # end of the stream, already there when the client sent both together).
-    if raw is None or call.read() is not None:
+    raw = call.read_unary()  # None unless exactly one message, then the end
+    if raw is None:
         if call.is_active():
             call.respond(None, _UNIMPLEMENTED,
                          '"{}" requires exactly one request message.'.format(call.method), None)
