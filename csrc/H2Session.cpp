@@ -241,7 +241,9 @@ int H2Session::OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint
     return 0;
   }
   if (!trailers && self->role_ == kClient && s->http_status / 100 == 1) return 0;
-  (trailers ? s->trailers : s->headers).emplace_back(k, v);
+  Headers& into = trailers ? s->trailers : s->headers;
+  if (into.empty()) into.reserve(12);  // a typical request's headers, one allocation
+  into.emplace_back(k, v);
   return 0;
 }
 

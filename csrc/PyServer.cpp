@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <unordered_map>
 
 #include "PyMetadata.hpp"
 #include "PyTypes.hpp"
@@ -74,6 +75,7 @@ class ServerStream final : public H2Stream, private TimerHandler {
   ServerConnection* conn;  // valid while attached()
   std::string peer;
   std::string method;
+  OwnedObject method_name;  // the same as a str, shared by the calls of one method
   WaitList recv_wait;  // the request reader
   WaitList send_wait;  // a writer waiting for the send window
   bool headers_sent = false;
@@ -252,6 +254,20 @@ class Server final : private TimerHandler {
     for (auto& l : listeners_) l->Start();
   }
   PyObject* Stop(double grace);
+  // The method path as a str, made once per method (its hash too, for the
+  // handler lookup); paths beyond the first kMaxMethodNames are not kept.
+  OwnedObject MethodName(const std::string& path) {
+    auto it = method_names_.find(path);
+    if (it != method_names_.end()) return it->second;
+    OwnedObject name = OwnedObject::consuming(PyUnicode_DecodeUTF8(
+        path.data(), static_cast<Py_ssize_t>(path.size()), "replace"));
+    if (!name) {
+      PyErr_Clear();
+      return name;
+    }
+    if (method_names_.size() < kMaxMethodNames) method_names_.emplace(path, name);
+    return name;
+  }
   void Accept(int lfd);
   H2Stream* NewStream(ServerConnection* conn, int32_t id);
   void OnRequestHeaders(ServerStream* s);
@@ -284,6 +300,8 @@ class Server final : private TimerHandler {
   OwnedObject dispatch_;
   long max_concurrent_;
   size_t max_recv_;
+  static constexpr size_t kMaxMethodNames = 1024;
+  std::unordered_map<std::string, OwnedObject> method_names_;
   H2Settings h2_;
   bool reuseport_;  // grpc.so_reuseport: processes may share a port
   std::vector<std::unique_ptr<Listener>> listeners_;
@@ -449,6 +467,7 @@ void Server::OnRequestHeaders(ServerStream* s) {
     return;
   }
   s->method = *path;
+  s->method_name = MethodName(*path);
   if (const std::string* t = FindHeader(s->headers, "grpc-timeout")) {
     int64_t ns;
     if (ParseGrpcTimeout(*t, &ns)) {
@@ -646,6 +665,7 @@ PyObject* ServerCall_time_remaining(PyServerCallObject* self, PyObject*) {
 }
 
 PyObject* ServerCall_get_method(PyServerCallObject* self, void*) {
+  if (self->stream->method_name) return Py_NewRef(self->stream->method_name.get());
   return PyUnicode_DecodeUTF8(self->stream->method.data(),
                               static_cast<Py_ssize_t>(self->stream->method.size()), "replace");
 }

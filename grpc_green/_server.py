@@ -33,9 +33,7 @@ class _Context(_api.ServicerContext):
 
     def __init__(self, call):
         self._call = call
-        self._code = None
-        self._details = None
-        self._trailing = None
+        self._code = self._details = self._trailing = None
         self._aborted = False
 
     # RpcContext
@@ -315,29 +313,34 @@ def _serialize_response(call, serializer, response):
 
 
 def _serve(call, handler):
-    if handler.request_streaming:
+    request_streaming = handler.request_streaming
+    if request_streaming:
         request = _RequestIterator(call, handler.request_deserializer)
     else:
         request = _read_unary_request(call, handler)
         if request is None:
             return
-    if handler.response_streaming:
-        behavior = handler.stream_stream if handler.request_streaming else handler.unary_stream
+    response_streaming = handler.response_streaming
+    if response_streaming:
+        behavior = handler.stream_stream if request_streaming else handler.unary_stream
     else:
-        behavior = handler.stream_unary if handler.request_streaming else handler.unary_unary
+        behavior = handler.stream_unary if request_streaming else handler.unary_unary
     context = _Context(call)
     try:
         result = behavior(request, context)
     except Exception as exc:
         _fail(call, context, exc, "Exception calling application: ")
         return
-    if handler.response_streaming:
+    if response_streaming:
         _stream_responses(call, context, handler.response_serializer, result)
         return
-    code, details, trailing = context._final(_OK, "")
-    if code != _OK:
-        call.respond(None, code, details, trailing)
-        return
+    if context._code is None and context._details is None and context._trailing is None:
+        code, details, trailing = _OK, None, None  # the common case, no status set
+    else:
+        code, details, trailing = context._final(_OK, "")
+        if code != _OK:
+            call.respond(None, code, details, trailing)
+            return
     payload = _serialize_response(call, handler.response_serializer, result)
     if payload is not None:
         call.respond(payload, code, details, trailing)
