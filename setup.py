@@ -5,6 +5,18 @@ import os
 import subprocess
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class BuildExt(build_ext):
+    """An in-place build replaces grpc_green/_core*.so with a new file instead
+    of rewriting the old one: processes still running with the old library
+    mapped (a benchmark, a test server) keep it intact."""
+
+    def copy_file(self, infile, outfile, *args, **kwargs):
+        if os.path.exists(outfile) and outfile.endswith(".so"):
+            os.unlink(outfile)
+        return super().copy_file(infile, outfile, *args, **kwargs)
 
 
 def pkg_config(flag, package, fallback):
@@ -78,6 +90,7 @@ setup(
     description="gRPC for greenlet and gevent applications, on nghttp2 and libev",
     packages=["grpc_green"],
     ext_modules=[core],
+    cmdclass={"build_ext": BuildExt},
     python_requires=">=3.9",
     install_requires=["greenlet>=3.0", "protobuf>=4.21"],
     extras_require={"gevent": ["gevent>=24.2"]},
