@@ -169,8 +169,10 @@ class Channel {
   std::unique_ptr<ClientCall> StartCall(PyObject* path, PyObject* timeout, PyObject* metadata,
                                         bool wait_for_ready, PyObject* request,
                                         bool unary_response);
+  // Status tuple (code, details, response, initial, trailing); without
+  // with_metadata an OK call has None for both metadata.
   PyObject* UnaryCall(PyObject* path, PyObject* request, PyObject* timeout, PyObject* metadata,
-                      bool wait_for_ready);
+                      bool wait_for_ready, bool with_metadata);
 
   const ChannelOptions& opts() const { return opts_; }
 
@@ -398,7 +400,12 @@ std::unique_ptr<ClientCall> Channel::StartCall(PyObject* path, PyObject* timeout
   return call;
 }
 
-PyObject* StatusTuple(const ClientCall& call, PyObject* response) {
+PyObject* StatusTuple(const ClientCall& call, PyObject* response, bool with_metadata = true) {
+  if (!with_metadata && call.code == kOk) {
+    // A plain stub call wants the response only: no metadata tuples built.
+    return Py_BuildValue("(isOOO)", call.code, "", response ? response : Py_None, Py_None,
+                         Py_None);
+  }
   OwnedObject d = OwnedObject::consuming(PyUnicode_DecodeUTF8(
       call.details.data(), static_cast<Py_ssize_t>(call.details.size()), "replace"));
   if (!d) return nullptr;
@@ -412,7 +419,7 @@ PyObject* StatusTuple(const ClientCall& call, PyObject* response) {
 }
 
 PyObject* Channel::UnaryCall(PyObject* path, PyObject* request, PyObject* timeout,
-                             PyObject* metadata, bool wait_for_ready) {
+                             PyObject* metadata, bool wait_for_ready, bool with_metadata) {
   std::unique_ptr<ClientCall> call =
       StartCall(path, timeout, metadata, wait_for_ready, request, true);
   if (!call) return nullptr;
@@ -430,7 +437,7 @@ PyObject* Channel::UnaryCall(PyObject* path, PyObject* request, PyObject* timeou
         PyBytes_FromStringAndSize(msg.data(), static_cast<Py_ssize_t>(msg.size())));
     if (!response) return nullptr;
   }
-  return StatusTuple(*call, response.get());
+  return StatusTuple(*call, response.get(), with_metadata);
 }
 
 // ------------------------------------------------------------ Python type
@@ -470,9 +477,10 @@ void Channel_dealloc(PyChannelObject* self) {
 }
 
 PyObject* Channel_unary_unary(PyChannelObject* self, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 5) {
+  if (nargs != 5 && nargs != 6) {
     PyErr_SetString(PyExc_TypeError,
-                    "unary_unary(path, request, timeout, metadata, wait_for_ready)");
+                    "unary_unary(path, request, timeout, metadata, wait_for_ready, "
+                    "with_metadata=True)");
     return nullptr;
   }
   if (!self->channel) return PyErr_Format(PyExc_ValueError, "channel not initialised");
@@ -482,7 +490,10 @@ PyObject* Channel_unary_unary(PyChannelObject* self, PyObject* const* args, Py_s
   }
   int wfr = PyObject_IsTrue(args[4]);
   if (wfr < 0) return nullptr;
-  return self->channel->UnaryCall(args[0], args[1], args[2], args[3], wfr == 1);
+  int with_metadata = nargs == 6 ? PyObject_IsTrue(args[5]) : 1;
+  if (with_metadata < 0) return nullptr;
+  return self->channel->UnaryCall(args[0], args[1], args[2], args[3], wfr == 1,
+                                  with_metadata == 1);
 }
 
 // ------------------------------------------------------------ _core.Call

@@ -115,11 +115,11 @@ class _MultiCallable:
 class _UnaryUnaryMultiCallable(_MultiCallable, _api.UnaryUnaryMultiCallable):
     __slots__ = ()
 
-    def _invoke(self, request, timeout, metadata, wait_for_ready):
+    def _invoke(self, request, timeout, metadata, wait_for_ready, with_metadata=True):
         payload = _serialize(self._serializer, request)
         try:
             code, details, raw, initial, trailing = self._channel._core.unary_unary(
-                self._method, payload, timeout, metadata, bool(wait_for_ready)
+                self._method, payload, timeout, metadata, bool(wait_for_ready), with_metadata
             )
         except _core.InvalidMetadataError as err:
             # grpcio fails the call locally; the cause says what was wrong.
@@ -139,7 +139,7 @@ class _UnaryUnaryMultiCallable(_MultiCallable, _api.UnaryUnaryMultiCallable):
 
     def __call__(self, request, timeout=None, metadata=None, credentials=None,
                  wait_for_ready=None, compression=None):
-        return self._invoke(request, timeout, metadata, wait_for_ready)[0]
+        return self._invoke(request, timeout, metadata, wait_for_ready, False)[0]
 
     def with_call(self, request, timeout=None, metadata=None, credentials=None,
                   wait_for_ready=None, compression=None):
