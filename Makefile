@@ -95,6 +95,8 @@ bench: build $(BENCH_SERVER_CPP)
 	$(PY) bench/run.py
 	$(PY) bench/client.py --server-binary $(BENCH_SERVER_CPP)
 	$(PY) bench/gevent_inprocess.py
+	$(PY) bench/concurrency.py
+	$(PY) bench/memory.py
 
 bench-deps: build/.bench-deps
 build/.bench-deps:
