@@ -16,7 +16,7 @@ PY_CONFIG_CFLAGS = $(shell $(PY) -c "import sysconfig;print('-I'+sysconfig.get_p
 GTEST_BIN := build/gtest/grpc_green_tests
 CORE_SO = $(wildcard grpc_green/_core*.so)
 
-.PHONY: all deps system-deps venv metadata build demo test gtest pytest bench bench-deps asan clean
+.PHONY: all deps system-deps venv metadata build demo test gtest pytest bench bench-deps bench-venv asan clean
 
 all: build
 
@@ -89,14 +89,21 @@ demo: build
 # are installed here only, never by build/test/demo.
 BENCH_PACKAGES := g++ pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
 BENCH_SERVER_CPP := build/bench/echo_server_cpp
+BENCH_SERVER_CB := build/bench/echo_server_cb
 BENCH_GEN := build/bench/gen
 
-bench: build $(BENCH_SERVER_CPP)
+bench: build bench-venv $(BENCH_SERVER_CPP) $(BENCH_SERVER_CB)
 	$(PY) bench/run.py
 	$(PY) bench/client.py --server-binary $(BENCH_SERVER_CPP)
 	$(PY) bench/gevent_inprocess.py
 	$(PY) bench/concurrency.py
 	$(PY) bench/memory.py
+
+# Python packages of the benchmarks only (matplotlib for bench/plot.py).
+bench-venv: $(VENV)/.bench-installed
+$(VENV)/.bench-installed: bench/requirements.txt | venv
+	$(PIP) install -q -r bench/requirements.txt
+	@touch $@
 
 bench-deps: build/.bench-deps
 build/.bench-deps:
@@ -118,6 +125,13 @@ $(BENCH_GEN)/echo.pb.cc $(BENCH_GEN)/echo.grpc.pb.cc &: bench/echo.proto | build
 $(BENCH_SERVER_CPP): bench/cpp/echo_server.cc $(BENCH_GEN)/echo.pb.cc $(BENCH_GEN)/echo.grpc.pb.cc \
                      | build/.bench-deps
 	$(CXX) -std=c++17 -O2 -Wall -I$(BENCH_GEN) -o $@ bench/cpp/echo_server.cc \
+	  $(BENCH_GEN)/echo.pb.cc $(BENCH_GEN)/echo.grpc.pb.cc \
+	  $$(pkg-config --cflags --libs grpc++ protobuf) -labsl_synchronization -pthread
+
+# C++ callback-API echo server for the server benchmark (bench/run.py).
+$(BENCH_SERVER_CB): bench/servers/echo_server_cb.cc $(BENCH_GEN)/echo.pb.cc \
+                    $(BENCH_GEN)/echo.grpc.pb.cc | build/.bench-deps
+	$(CXX) -std=c++17 -O2 -Wall -I$(BENCH_GEN) -o $@ bench/servers/echo_server_cb.cc \
 	  $(BENCH_GEN)/echo.pb.cc $(BENCH_GEN)/echo.grpc.pb.cc \
 	  $$(pkg-config --cflags --libs grpc++ protobuf) -labsl_synchronization -pthread
 
