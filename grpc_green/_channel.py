@@ -113,12 +113,16 @@ class _MultiCallable:
 
 
 class _UnaryUnaryMultiCallable(_MultiCallable, _api.UnaryUnaryMultiCallable):
-    __slots__ = ()
+    __slots__ = ("_unary_unary",)
+
+    def __init__(self, channel, method, serializer, deserializer):
+        super().__init__(channel, method, serializer, deserializer)
+        self._unary_unary = channel._core.unary_unary  # bound once: the hot path
 
     def _invoke(self, request, timeout, metadata, wait_for_ready, with_metadata=True):
         payload = _serialize(self._serializer, request)
         try:
-            code, details, raw, initial, trailing = self._channel._core.unary_unary(
+            code, details, raw, initial, trailing = self._unary_unary(
                 self._method, payload, timeout, metadata, bool(wait_for_ready), with_metadata
             )
         except _core.InvalidMetadataError as err:
