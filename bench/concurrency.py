@@ -34,7 +34,7 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from procs import (GEN, RESULTS, BenchError, Child, Sampler, WaitServer,  # noqa: E402
+from procs import (GEN, RESULTS, BenchError, Child, finish_row, Sampler, WaitServer,  # noqa: E402
                    advertised_settings, cores, cpu_seconds, emit, generate_protos, git_head,
                    grpcio_version, impl_env, log, machine, max_streams_text, pinned,
                    raise_nofile, write_json)
@@ -313,15 +313,7 @@ def run_row(impl, args, server_core, client_core):
     except BenchError as e:
         row["error"] = str(e)
     finally:
-        if child is not None:
-            child.close()
-            tail = child.stderr()
-            if tail and (row["error"] or row.get("errors")):
-                row["client_stderr_tail"] = tail[-2000:]
-        server.stop()
-        tail = server.stderr_tail(2000)
-        if tail and (row["error"] or row.get("errors")):
-            row["server_stderr_tail"] = tail
+        finish_row(row, child, server)
     return row
 
 

@@ -369,7 +369,7 @@ def run_row(impl, test, callers, args):
     import subprocess
     import threading
 
-    from run import pinned
+    from procs import impl_env, pinned
 
     row = {"impl": impl, "test": test, "callers": callers, "ok": False, "status": None,
            "error": None, "progress": []}
@@ -379,13 +379,7 @@ def run_row(impl, test, callers, args):
                    + (["--threadpool-size", str(args.grpcio_threadpool_size)]
                       if impl == "grpcio" and args.grpcio_threadpool_size else []))
     row["command"] = " ".join(cmd)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("GRPC_GREEN_HUB", None)
-    env.setdefault("GRPC_VERBOSITY", "ERROR")
-    if impl == "grpc_green":
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-    else:
-        env.pop("PYTHONPATH", None)  # real grpcio; nothing of grpc_green on the path
+    env = impl_env(impl)
     hard_limit = args.warmup + args.duration + HARD_KILL_EXTRA
     lines = queue.Queue()
     t0 = time.monotonic()

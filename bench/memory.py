@@ -39,7 +39,7 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from procs import (GEN, RESULTS, BenchError, Child, WaitServer, advertised_settings,  # noqa: E402
+from procs import (GEN, RESULTS, BenchError, Child, finish_row, WaitServer, advertised_settings,  # noqa: E402
                    cores, count_sockets, emit, generate_protos, git_head, grpcio_version,
                    impl_env, log, machine, max_streams_text, pinned, raise_nofile, status,
                    write_json)
@@ -284,15 +284,7 @@ def run_row(test, server_impl, client_impl, args):
         log("[memory] %s, server %s, client %s: FAILED: %s"
             % (TESTS[test], server_impl, client_impl, e))
     finally:
-        if child is not None:
-            child.close()
-            tail = child.stderr()
-            if tail and (row["error"] or row.get("errors")):
-                row["client_stderr_tail"] = tail[-2000:]
-        server.stop()
-        tail = server.stderr_tail(2000)
-        if tail and (row["error"] or row.get("errors")):
-            row["server_stderr_tail"] = tail
+        finish_row(row, child, server)
     return row
 
 

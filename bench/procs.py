@@ -152,6 +152,21 @@ def impl_env(impl):
     return env
 
 
+def finish_row(row, child, server):
+    """Closes a row's load generator and server; on failure the row keeps
+    the tails of their stderr."""
+    failed = row.get("error") or row.get("errors")
+    if child is not None:
+        child.close()
+        tail = child.stderr()
+        if tail and failed:
+            row["client_stderr_tail"] = tail[-2000:]
+    server.stop()
+    tail = server.stderr_tail(2000)
+    if tail and failed:
+        row["server_stderr_tail"] = tail
+
+
 def _kill_group(proc, sig=signal.SIGKILL):
     try:
         os.killpg(proc.pid, sig)

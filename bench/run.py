@@ -39,6 +39,9 @@ import tempfile
 import threading
 import time
 
+import procs
+from procs import BenchError, cores, log, pinned  # noqa: F401  (gevent_inprocess uses them from here)
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 GEN = os.path.join(BENCH, "_gen")
@@ -81,14 +84,6 @@ STOP_TIMEOUT = 5.0  # SIGTERM -> SIGKILL grace
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
 def size_label(n):
     if n >= 1024 and n % 1024 == 0:
         return "%d KiB" % (n // 1024)
@@ -98,29 +93,9 @@ def size_label(n):
 # --- setup --------------------------------------------------------------------
 
 
-def cores():
-    """(server core, load-generator core), or (None, None) if we cannot pin."""
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        allowed = list(range(os.cpu_count() or 1))
-    if len(allowed) < 2 or not shutil.which("taskset"):
-        return None, None
-    return allowed[0], allowed[1]
-
-
-def pinned(core, argv):
-    return argv if core is None else ["taskset", "-c", str(core)] + argv
-
-
 def generate_protos():
-    """bench/echo.proto -> bench/_gen/echo_pb2.py (regenerated every run)."""
-    os.makedirs(GEN, exist_ok=True)
-    cmd = [sys.executable, "-m", "grpc_tools.protoc", "-I" + BENCH,
-           "--python_out=" + GEN, os.path.join(BENCH, "echo.proto")]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if p.returncode != 0:
-        raise BenchError("protoc failed: %s" % (p.stderr.strip() or p.stdout.strip()))
+    """bench/echo.proto -> bench/_gen/echo_pb2.py (regenerated every run); the module."""
+    procs.generate_protos()
     sys.path.insert(0, GEN)
     import echo_pb2  # noqa: E402
 
