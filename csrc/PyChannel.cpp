@@ -2,6 +2,7 @@
 // connection (opened lazily, replaced after it closes or is told to go
 // away) and runs calls on it from whichever greenlet calls.
 #include <Python.h>
+#include <structmember.h>
 
 #include <algorithm>
 #include <memory>
@@ -169,10 +170,11 @@ class Channel {
   std::unique_ptr<ClientCall> StartCall(PyObject* path, PyObject* timeout, PyObject* metadata,
                                         bool wait_for_ready, PyObject* request,
                                         bool unary_response);
-  // Status tuple (code, details, response, initial, trailing); without
-  // with_metadata an OK call has None for both metadata.
-  PyObject* UnaryCall(PyObject* path, PyObject* request, PyObject* timeout, PyObject* metadata,
-                      bool wait_for_ready, bool with_metadata);
+  // Runs a unary call to its end, parking the caller. Returns the finished
+  // call, or nullptr with a Python error set (the caller was interrupted:
+  // the call is cancelled on the wire).
+  std::unique_ptr<ClientCall> UnaryCall(PyObject* path, PyObject* request, PyObject* timeout,
+                                        PyObject* metadata, bool wait_for_ready);
 
   const ChannelOptions& opts() const { return opts_; }
 
@@ -400,26 +402,9 @@ std::unique_ptr<ClientCall> Channel::StartCall(PyObject* path, PyObject* timeout
   return call;
 }
 
-PyObject* StatusTuple(const ClientCall& call, PyObject* response, bool with_metadata = true) {
-  if (!with_metadata && call.code == kOk) {
-    // A plain stub call wants the response only: no metadata tuples built.
-    return Py_BuildValue("(isOOO)", call.code, "", response ? response : Py_None, Py_None,
-                         Py_None);
-  }
-  OwnedObject d = OwnedObject::consuming(PyUnicode_DecodeUTF8(
-      call.details.data(), static_cast<Py_ssize_t>(call.details.size()), "replace"));
-  if (!d) return nullptr;
-  const Headers* ih = call.initial_headers();
-  const Headers* th = call.trailing_headers();
-  OwnedObject initial = OwnedObject::consuming(ih ? MetadataToPython(*ih) : PyTuple_New(0));
-  OwnedObject trailing = OwnedObject::consuming(th ? MetadataToPython(*th) : PyTuple_New(0));
-  if (!initial || !trailing) return nullptr;
-  return Py_BuildValue("(iOOOO)", call.code, d.get(), response ? response : Py_None,
-                       initial.get(), trailing.get());
-}
-
-PyObject* Channel::UnaryCall(PyObject* path, PyObject* request, PyObject* timeout,
-                             PyObject* metadata, bool wait_for_ready, bool with_metadata) {
+std::unique_ptr<ClientCall> Channel::UnaryCall(PyObject* path, PyObject* request,
+                                               PyObject* timeout, PyObject* metadata,
+                                               bool wait_for_ready) {
   std::unique_ptr<ClientCall> call =
       StartCall(path, timeout, metadata, wait_for_ready, request, true);
   if (!call) return nullptr;
@@ -430,14 +415,7 @@ PyObject* Channel::UnaryCall(PyObject* path, PyObject* request, PyObject* timeou
       return nullptr;
     }
   }
-  OwnedObject response;
-  if (call->code == kOk) {
-    std::string msg = call->deframer.Pop();
-    response = OwnedObject::consuming(
-        PyBytes_FromStringAndSize(msg.data(), static_cast<Py_ssize_t>(msg.size())));
-    if (!response) return nullptr;
-  }
-  return StatusTuple(*call, response.get(), with_metadata);
+  return call;
 }
 
 // ------------------------------------------------------------ Python type
@@ -474,26 +452,6 @@ int Channel_init(PyChannelObject* self, PyObject* args, PyObject* kwds) {
 void Channel_dealloc(PyChannelObject* self) {
   delete self->channel;
   Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
-}
-
-PyObject* Channel_unary_unary(PyChannelObject* self, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 5 && nargs != 6) {
-    PyErr_SetString(PyExc_TypeError,
-                    "unary_unary(path, request, timeout, metadata, wait_for_ready, "
-                    "with_metadata=True)");
-    return nullptr;
-  }
-  if (!self->channel) return PyErr_Format(PyExc_ValueError, "channel not initialised");
-  if (self->channel->closed()) {
-    PyErr_SetString(PyExc_ValueError, "Cannot invoke RPC on closed channel!");
-    return nullptr;
-  }
-  int wfr = PyObject_IsTrue(args[4]);
-  if (wfr < 0) return nullptr;
-  int with_metadata = nargs == 6 ? PyObject_IsTrue(args[5]) : 1;
-  if (with_metadata < 0) return nullptr;
-  return self->channel->UnaryCall(args[0], args[1], args[2], args[3], wfr == 1,
-                                  with_metadata == 1);
 }
 
 // ------------------------------------------------------------ _core.Call
@@ -745,13 +703,258 @@ PyObject* Channel_close(PyChannelObject* self, PyObject*) {
 }
 
 PyMethodDef Channel_methods[] = {
-    {"unary_unary", (PyCFunction)(void (*)(void))Channel_unary_unary, METH_FASTCALL,
-     "unary_unary(path, request, timeout, metadata, wait_for_ready) -> "
-     "(code, details, response, initial_metadata, trailing_metadata)"},
     {"start", (PyCFunction)(void (*)(void))Channel_start, METH_FASTCALL,
      "start(path, timeout, metadata, wait_for_ready, request_or_None, unary_response) -> Call"},
     {"close", (PyCFunction)Channel_close, METH_NOARGS, "Closes the connection; in-flight calls end CANCELLED."},
     {nullptr, nullptr, 0, nullptr}};
+
+// ------------------------------------------------------------ _core.UnaryUnary
+
+// The unary-unary multicallable's engine half. grpc_green._channel
+// subclasses it (adding with_call(), future() and the exception factory
+// _fail()), so a stub call goes from the caller straight into C:
+// serialize, run the call on the hub, deserialize.
+struct PyUnaryObject {
+  PyObject_HEAD
+  PyObject* channel;       // owned: grpc_green._channel.Channel
+  PyObject* core;          // owned: its _core.Channel
+  PyObject* method;        // owned: str
+  PyObject* serializer;    // owned: callable or None
+  PyObject* deserializer;  // owned: callable or None
+  vectorcallfunc vectorcall;
+};
+
+// __call__'s parameters, grpcio's names and order.
+enum UnaryArg { kRequest, kTimeout, kMetadata, kCredentials, kWaitForReady, kCompression, kNumArgs };
+const char* const kUnaryArgNames[kNumArgs] = {"request",     "timeout",        "metadata",
+                                              "credentials", "wait_for_ready", "compression"};
+PyObject* g_unary_arg_names[kNumArgs];  // interned, set when the type is readied
+
+bool InternUnaryArgNames() {
+  for (int i = 0; i < kNumArgs; ++i) {
+    if (g_unary_arg_names[i]) continue;
+    g_unary_arg_names[i] = PyUnicode_InternFromString(kUnaryArgNames[i]);
+    if (!g_unary_arg_names[i]) return false;
+  }
+  return true;
+}
+
+// Vectorcall arguments into out[] (borrowed; NULL where not given).
+bool ParseUnaryArgs(PyObject* const* args, size_t nargsf, PyObject* kwnames,
+                    PyObject* out[kNumArgs]) {
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  if (nargs > kNumArgs) {
+    PyErr_Format(PyExc_TypeError, "__call__() takes at most %d arguments (%zd given)", kNumArgs,
+                 nargs);
+    return false;
+  }
+  for (int i = 0; i < kNumArgs; ++i) out[i] = i < nargs ? args[i] : nullptr;
+  Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t k = 0; k < nkw; ++k) {
+    PyObject* name = PyTuple_GET_ITEM(kwnames, k);
+    int i = 0;
+    while (i < kNumArgs && name != g_unary_arg_names[i]) ++i;  // interned: usually identical
+    if (i == kNumArgs) {
+      for (i = 0; i < kNumArgs; ++i) {
+        int eq = PyObject_RichCompareBool(name, g_unary_arg_names[i], Py_EQ);
+        if (eq < 0) return false;
+        if (eq) break;
+      }
+    }
+    if (i == kNumArgs) {
+      PyErr_Format(PyExc_TypeError, "__call__() got an unexpected keyword argument '%S'", name);
+      return false;
+    }
+    if (out[i]) {
+      PyErr_Format(PyExc_TypeError, "__call__() got multiple values for argument '%s'",
+                   kUnaryArgNames[i]);
+      return false;
+    }
+    out[i] = args[nargs + k];
+  }
+  if (!out[kRequest]) {
+    PyErr_SetString(PyExc_TypeError, "__call__() missing required argument 'request'");
+    return false;
+  }
+  return true;
+}
+
+PyObject* MetadataOf(const Headers* h) { return h ? MetadataToPython(*h) : PyTuple_New(0); }
+
+// Raises what self._fail(code, details, initial, trailing) returns (the
+// RpcError the application sees). `pending` is the exception being
+// replaced, if any: it becomes the new one's __cause__ (as_cause) or
+// __context__.
+PyObject* RaiseRpcError(PyUnaryObject* self, int code, const std::string& details,
+                        const ClientCall* call, bool replace_pending, bool as_cause = false) {
+  PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
+  if (replace_pending) {
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value && tb) PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+  }
+  OwnedObject pending = OwnedObject::consuming(value);
+  OwnedObject d = OwnedObject::consuming(PyUnicode_DecodeUTF8(
+      details.data(), static_cast<Py_ssize_t>(details.size()), "replace"));
+  OwnedObject initial = OwnedObject::consuming(MetadataOf(call ? call->initial_headers() : nullptr));
+  OwnedObject trailing =
+      OwnedObject::consuming(MetadataOf(call ? call->trailing_headers() : nullptr));
+  if (!d || !initial || !trailing) return nullptr;
+  OwnedObject exc = OwnedObject::consuming(PyObject_CallMethod(
+      reinterpret_cast<PyObject*>(self), "_fail", "iOOO", code, d.get(), initial.get(),
+      trailing.get()));
+  if (!exc) return nullptr;
+  if (!PyExceptionInstance_Check(exc.get())) {
+    PyErr_SetString(PyExc_TypeError, "_fail() must return an exception");
+    return nullptr;
+  }
+  if (pending) {
+    if (as_cause) PyException_SetCause(exc.get(), pending.relinquish());
+    else PyException_SetContext(exc.get(), pending.relinquish());
+  }
+  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.get())), exc.get());
+  return nullptr;
+}
+
+// The whole unary call. Returns the response, or with `with_metadata`
+// (response, initial_metadata, trailing_metadata); raises the RpcError of a
+// call that did not end OK.
+PyObject* UnaryInvoke(PyUnaryObject* self, PyObject* request, PyObject* timeout,
+                      PyObject* metadata, PyObject* wait_for_ready, bool with_metadata) {
+  Channel* channel = self->core ? reinterpret_cast<PyChannelObject*>(self->core)->channel : nullptr;
+  if (!channel) return PyErr_Format(PyExc_ValueError, "channel not initialised");
+  if (channel->closed()) {
+    PyErr_SetString(PyExc_ValueError, "Cannot invoke RPC on closed channel!");
+    return nullptr;
+  }
+  int wfr = wait_for_ready ? PyObject_IsTrue(wait_for_ready) : 0;
+  if (wfr < 0) return nullptr;
+  OwnedObject payload;
+  if (self->serializer == Py_None) {
+    payload = OwnedObject::owning(request);
+  } else {
+    payload = OwnedObject::consuming(PyObject_CallOneArg(self->serializer, request));
+    if (!payload) {
+      if (!PyErr_ExceptionMatches(PyExc_Exception)) return nullptr;
+      return RaiseRpcError(self, kInternal, "Exception serializing request!", nullptr, true);
+    }
+  }
+  std::unique_ptr<ClientCall> call = channel->UnaryCall(
+      self->method, payload.get(), timeout ? timeout : Py_None, metadata ? metadata : Py_None,
+      wfr == 1);
+  if (!call) {
+    if (!PyErr_ExceptionMatches(InvalidMetadataError)) return nullptr;
+    // grpcio fails the call locally; the cause says what was wrong.
+    return RaiseRpcError(self, kInternal, "Invalid metadata", nullptr, true, true);
+  }
+  if (call->code != kOk) return RaiseRpcError(self, call->code, call->details, call.get(), false);
+  std::string msg = call->deframer.Pop();
+  OwnedObject response = OwnedObject::consuming(
+      PyBytes_FromStringAndSize(msg.data(), static_cast<Py_ssize_t>(msg.size())));
+  if (!response) return nullptr;
+  if (self->deserializer != Py_None) {
+    response = OwnedObject::consuming(PyObject_CallOneArg(self->deserializer, response.get()));
+    if (!response) {
+      if (!PyErr_ExceptionMatches(PyExc_Exception)) return nullptr;
+      return RaiseRpcError(self, kInternal, "Exception deserializing response!", call.get(),
+                           true);
+    }
+  }
+  if (!with_metadata) return response.relinquish();
+  OwnedObject initial = OwnedObject::consuming(MetadataOf(call->initial_headers()));
+  OwnedObject trailing = OwnedObject::consuming(MetadataOf(call->trailing_headers()));
+  if (!initial || !trailing) return nullptr;
+  return PyTuple_Pack(3, response.get(), initial.get(), trailing.get());
+}
+
+// __call__(request, timeout=None, metadata=None, credentials=None,
+//          wait_for_ready=None, compression=None) -> response
+PyObject* Unary_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
+                           PyObject* kwnames) {
+  PyObject* a[kNumArgs];
+  if (!ParseUnaryArgs(args, nargsf, kwnames, a)) return nullptr;
+  return UnaryInvoke(reinterpret_cast<PyUnaryObject*>(self), a[kRequest], a[kTimeout],
+                     a[kMetadata], a[kWaitForReady], false);
+}
+
+// _invoke(request, timeout, metadata, wait_for_ready) -> (response, initial, trailing)
+PyObject* Unary_invoke(PyUnaryObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 4) {
+    PyErr_SetString(PyExc_TypeError, "_invoke(request, timeout, metadata, wait_for_ready)");
+    return nullptr;
+  }
+  return UnaryInvoke(self, args[0], args[1], args[2], args[3], true);
+}
+
+int Unary_init(PyUnaryObject* self, PyObject* args, PyObject* kwds) {
+  PyObject *channel, *method, *serializer = Py_None, *deserializer = Py_None;
+  static const char* kwlist[] = {"channel", "method", "serializer", "deserializer", nullptr};
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "OU|OO", const_cast<char**>(kwlist), &channel,
+                                   &method, &serializer, &deserializer))
+    return -1;
+  OwnedObject core = OwnedObject::consuming(PyObject_GetAttrString(channel, "_core"));
+  if (!core) return -1;
+  if (!PyObject_TypeCheck(core.get(), &PyChannel_Type)) {
+    PyErr_SetString(PyExc_TypeError, "channel._core must be a grpc_green._core.Channel");
+    return -1;
+  }
+  Py_INCREF(channel);
+  Py_INCREF(method);
+  Py_INCREF(serializer);
+  Py_INCREF(deserializer);
+  Py_XSETREF(self->channel, channel);
+  Py_XSETREF(self->core, core.relinquish());
+  Py_XSETREF(self->method, method);
+  Py_XSETREF(self->serializer, serializer);
+  Py_XSETREF(self->deserializer, deserializer);
+  return 0;
+}
+
+PyObject* Unary_new(PyTypeObject* type, PyObject*, PyObject*) {
+  if (!InternUnaryArgNames()) return nullptr;
+  auto* self = reinterpret_cast<PyUnaryObject*>(type->tp_alloc(type, 0));
+  if (self) self->vectorcall = Unary_vectorcall;
+  return reinterpret_cast<PyObject*>(self);
+}
+
+int Unary_traverse(PyUnaryObject* self, visitproc visit, void* arg) {
+  Py_VISIT(self->channel);
+  Py_VISIT(self->serializer);
+  Py_VISIT(self->deserializer);
+  return 0;
+}
+
+int Unary_clear(PyUnaryObject* self) {
+  Py_CLEAR(self->channel);
+  Py_CLEAR(self->serializer);
+  Py_CLEAR(self->deserializer);
+  return 0;
+}
+
+// A Python subclass's instances come here through subtype_dealloc, which
+// also releases their class.
+void Unary_dealloc(PyUnaryObject* self) {
+  PyObject_GC_UnTrack(self);
+  Unary_clear(self);
+  Py_CLEAR(self->core);
+  Py_CLEAR(self->method);
+  Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
+}
+
+PyMethodDef Unary_methods[] = {
+    {"_invoke", (PyCFunction)(void (*)(void))Unary_invoke, METH_FASTCALL,
+     "_invoke(request, timeout, metadata, wait_for_ready) -> (response, initial_metadata, "
+     "trailing_metadata); raises the RpcError of a call that did not end OK."},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyMemberDef Unary_members[] = {
+    {"_channel", T_OBJECT, offsetof(PyUnaryObject, channel), READONLY, nullptr},
+    {"_method", T_OBJECT, offsetof(PyUnaryObject, method), READONLY, nullptr},
+    {"_serializer", T_OBJECT, offsetof(PyUnaryObject, serializer), READONLY, nullptr},
+    {"_deserializer", T_OBJECT, offsetof(PyUnaryObject, deserializer), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr}};
 
 }  // namespace
 
@@ -766,6 +969,26 @@ PyTypeObject PyCall_Type = [] {
   t.tp_clear = (inquiry)Call_clear;
   t.tp_methods = Call_methods;
   t.tp_getset = Call_getset;
+  return t;
+}();
+
+PyTypeObject PyUnaryUnary_Type = [] {
+  PyTypeObject t = {PyVarObject_HEAD_INIT(nullptr, 0)};
+  t.tp_name = "grpc_green._core.UnaryUnary";
+  t.tp_basicsize = sizeof(PyUnaryObject);
+  t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
+               Py_TPFLAGS_HAVE_VECTORCALL;
+  t.tp_doc = "UnaryUnary(channel, method, serializer=None, deserializer=None): calling it "
+             "runs one unary call.";
+  t.tp_vectorcall_offset = offsetof(PyUnaryObject, vectorcall);
+  t.tp_call = PyVectorcall_Call;  // subclasses, which do not inherit vectorcall
+  t.tp_new = Unary_new;
+  t.tp_init = (initproc)Unary_init;
+  t.tp_dealloc = (destructor)Unary_dealloc;
+  t.tp_traverse = (traverseproc)Unary_traverse;
+  t.tp_clear = (inquiry)Unary_clear;
+  t.tp_methods = Unary_methods;
+  t.tp_members = Unary_members;
   return t;
 }();
 

@@ -187,6 +187,7 @@ int module_exec(PyObject* m) {
     PyTypeObject* type;
   } types[] = {{"Channel", &PyChannel_Type},
                {"Call", &PyCall_Type},
+               {"UnaryUnary", &PyUnaryUnary_Type},
                {"Server", &PyServer_Type},
                {"ServerCall", &PyServerCall_Type},
                {"Event", &PyEvent_Type}};

@@ -11,6 +11,7 @@ namespace grpc_green {
 
 extern PyTypeObject PyChannel_Type;
 extern PyTypeObject PyCall_Type;
+extern PyTypeObject PyUnaryUnary_Type;
 extern PyTypeObject PyServer_Type;
 extern PyTypeObject PyServerCall_Type;
 extern PyTypeObject PyEvent_Type;

@@ -112,38 +112,14 @@ class _MultiCallable:
         self._deserializer = deserializer
 
 
-class _UnaryUnaryMultiCallable(_MultiCallable, _api.UnaryUnaryMultiCallable):
-    __slots__ = ("_unary_unary",)
+class _UnaryUnaryMultiCallable(_core.UnaryUnary, _api.UnaryUnaryMultiCallable):
+    """``__call__`` and ``_invoke`` are the engine's (``_core.UnaryUnary``): a stub
+    call serializes, runs and deserializes without a Python frame of ours."""
 
-    def __init__(self, channel, method, serializer, deserializer):
-        super().__init__(channel, method, serializer, deserializer)
-        self._unary_unary = channel._core.unary_unary  # bound once: the hot path
-
-    def _invoke(self, request, timeout, metadata, wait_for_ready, with_metadata=True):
-        payload = _serialize(self._serializer, request)
-        try:
-            code, details, raw, initial, trailing = self._unary_unary(
-                self._method, payload, timeout, metadata, bool(wait_for_ready), with_metadata
-            )
-        except _core.InvalidMetadataError as err:
-            # grpcio fails the call locally; the cause says what was wrong.
-            raise _InactiveRpcError(StatusCode.INTERNAL, "Invalid metadata") from err
-        if code != 0:
-            raise _InactiveRpcError(_status(code), details, initial, trailing)
-        if self._deserializer is None:
-            response = raw
-        else:
-            try:
-                response = self._deserializer(raw)
-            except Exception:
-                raise _InactiveRpcError(
-                    StatusCode.INTERNAL, "Exception deserializing response!", initial, trailing
-                )
-        return response, initial, trailing
-
-    def __call__(self, request, timeout=None, metadata=None, credentials=None,
-                 wait_for_ready=None, compression=None):
-        return self._invoke(request, timeout, metadata, wait_for_ready, False)[0]
+    @staticmethod
+    def _fail(code, details, initial, trailing):
+        # The RpcError the engine raises for a call that did not end OK.
+        return _InactiveRpcError(_status(code), details, initial, trailing)
 
     def with_call(self, request, timeout=None, metadata=None, credentials=None,
                   wait_for_ready=None, compression=None):

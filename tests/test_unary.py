@@ -54,6 +54,52 @@ def test_raw_bytes_without_serializers(echo_server, make_channel, support):
     assert identity(bytes(range(256))) == bytes(range(256))
 
 
+def _raise_value_error(_):
+    raise ValueError("codec failed")
+
+
+def test_request_serializer_failure_is_internal(echo_server, make_channel, support):
+    """grpcio: RpcError INTERNAL 'Exception serializing request!'; nothing is sent."""
+    channel = make_channel(echo_server.target)
+    identity = channel.unary_unary("/%s/Identity" % support.RAW_SERVICE,
+                                   request_serializer=_raise_value_error)
+    for invoke in (identity, identity.with_call, lambda r, **kw: identity.future(r, **kw).result()):
+        error = support.rpc_error(invoke, b"x", timeout=10)
+        assert error.code() is grpc.StatusCode.INTERNAL
+        assert error.details() == "Exception serializing request!"
+        if support.using_green:
+            assert isinstance(error.__context__, ValueError)
+
+
+def test_response_deserializer_failure_is_internal(echo_server, make_channel, support):
+    """grpcio: RpcError INTERNAL 'Exception deserializing response!' after the call ran."""
+    channel = make_channel(echo_server.target)
+    identity = channel.unary_unary("/%s/Identity" % support.RAW_SERVICE,
+                                   response_deserializer=_raise_value_error)
+    for invoke in (identity, identity.with_call, lambda r, **kw: identity.future(r, **kw).result()):
+        error = support.rpc_error(invoke, b"x", timeout=10)
+        assert error.code() is grpc.StatusCode.INTERNAL
+        assert error.details() == "Exception deserializing response!"
+    assert identity.with_call is not None  # the multicallable is still usable
+    plain = channel.unary_unary("/%s/Identity" % support.RAW_SERVICE)
+    assert plain(b"still serving", timeout=10) == b"still serving"
+
+
+def test_call_arguments_as_grpcio(echo_server, make_channel, support):
+    """Positional and keyword arguments in grpcio's order and names."""
+    channel = make_channel(echo_server.target)
+    identity = channel.unary_unary("/%s/Identity" % support.RAW_SERVICE)
+    assert identity(b"a", 10, None, None, None, None) == b"a"
+    assert identity(request=b"b", timeout=10, metadata=(("k", "v"),), credentials=None,
+                    wait_for_ready=False, compression=None) == b"b"
+    with pytest.raises(TypeError):
+        identity(b"c", no_such_argument=1)
+    with pytest.raises(TypeError):
+        identity(b"d", 10, timeout=10)
+    with pytest.raises(TypeError):
+        identity()
+
+
 def test_with_call_returns_response_and_call(echo_stub):
     response, call = echo_stub.Echo.with_call(Echo(message="with_call"), timeout=10)
     assert response.message == "with_call"
