@@ -242,7 +242,9 @@ int H2Session::OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint
   }
   if (!trailers && self->role_ == kClient && s->http_status / 100 == 1) return 0;
   Headers& into = trailers ? s->trailers : s->headers;
-  if (into.empty()) into.reserve(12);  // a typical request's headers, one allocation
+  // One allocation for a typical block: a request's headers, or a
+  // response's headers or trailers (a few each).
+  if (into.empty()) into.reserve(self->role_ == kServer ? 12 : 4);
   into.emplace_back(k, v);
   return 0;
 }

@@ -66,6 +66,10 @@ Waiter::Result Waiter::Wait(double timeout) {
     if (!timer_) timer_ = hub_->io().NewTimer(this);
     timer_->Start(timeout);
   }
+  // When no other greenlet is queued to run before the hub polls, the hub's
+  // next step would be to flush: do it before switching, so what this
+  // greenlet submitted goes out without waiting for the switch.
+  if (hub_->ready_.empty()) hub_->FlushDirty();
   PyObject* r = hub_->SwitchToHub();
   if (timer_) timer_->Stop();
   Py_CLEAR(greenlet_);
@@ -92,10 +96,11 @@ void Waiter::OnTimer() {
 }
 
 Waiter::Result WaitList::Wait(double timeout) {
+  if (!first_.waiting()) return first_.Wait(timeout);
   auto w = std::make_unique<Waiter>();
-  waiters_.push_back(w.get());
+  others_.push_back(w.get());
   Waiter::Result r = w->Wait(timeout);
-  waiters_.erase(std::find(waiters_.begin(), waiters_.end(), w.get()));
+  others_.erase(std::find(others_.begin(), others_.end(), w.get()));
   return r;
 }
 
@@ -388,13 +393,16 @@ void Hub::RunReady() {
 }
 
 void Hub::FlushDirty() {
+  // Both vectors keep their capacity from pass to pass. Not reentrant: an
+  // outer pass is iterating flushing_ and picks up what is marked meanwhile.
+  if (!flushing_.empty()) return;
   while (!dirty_.empty()) {
-    std::vector<Flushable*> batch;
-    batch.swap(dirty_);
-    for (Flushable* f : batch) {
+    flushing_.swap(dirty_);
+    for (Flushable* f : flushing_) {
       f->flush_pending = false;
       f->Flush();
     }
+    flushing_.clear();
   }
 }
 

@@ -100,19 +100,22 @@ class Waiter final : private TimerHandler {
   std::unique_ptr<Timer> timer_;
 };
 
-// Any number of greenlets parked until the next WakeAll(): each Wait()
-// brings its own heap Waiter, so readers, writers and status waiters of one
-// call can park at the same time.
+// Any number of greenlets parked until the next WakeAll(), so readers,
+// writers and status waiters of one call can park at the same time. The
+// first comes with the list (no allocation for the usual lone waiter);
+// each further Wait() brings its own heap Waiter.
 class WaitList {
  public:
   Waiter::Result Wait(double timeout = -1);
   void WakeAll() {
-    for (Waiter* w : waiters_) w->Wake();
+    first_.Wake();
+    for (Waiter* w : others_) w->Wake();
   }
-  bool empty() const { return waiters_.empty(); }
+  bool empty() const { return !first_.waiting() && others_.empty(); }
 
  private:
-  std::vector<Waiter*> waiters_;
+  Waiter first_;
+  std::vector<Waiter*> others_;
 };
 
 class Hub {
@@ -218,6 +221,7 @@ class Hub {
   OwnedObject wake_args_;    // (wake_token_,)
   std::deque<Ready> ready_;
   std::vector<Flushable*> dirty_;
+  std::vector<Flushable*> flushing_;  // FlushDirty()'s batch
   std::vector<std::unique_ptr<Deferred>> graveyard_;
   std::vector<PyObject*> idle_workers_;  // owned greenlets
   std::unordered_set<ForkDroppable*> fork_droppable_;  // sockets a forked child closes

@@ -76,7 +76,7 @@ bool Deframer::Feed(const uint8_t* data, size_t len) {
       need_ -= take;
       if (need_ > 0) break;  // input exhausted
       queued_ += body_.size();
-      messages_.push_back(std::move(body_));
+      messages_.emplace_back(std::move(body_));
       body_ = std::string();
       in_body_ = false;
       continue;

@@ -8,9 +8,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace grpc_green {
 
@@ -43,6 +44,46 @@ constexpr size_t kFrameHeaderSize = 5;
 // payload to `out`.
 void AppendFramedMessage(std::string& out, const char* data, size_t len);
 
+// A FIFO of messages. It allocates nothing until the first message and
+// keeps its capacity when drained: a unary call's queue holds one message
+// for a moment, and std::deque would allocate its map and a 512-byte block
+// for every call.
+class MessageQueue {
+ public:
+  using const_iterator = std::vector<std::string>::const_iterator;
+  bool empty() const { return head_ == items_.size(); }
+  size_t size() const { return items_.size() - head_; }
+  const std::string& front() const { return items_[head_]; }
+  const std::string& back() const { return items_.back(); }
+  const std::string& operator[](size_t i) const { return items_[head_ + i]; }
+  const_iterator begin() const { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
+  const_iterator end() const { return items_.end(); }
+  template <class... Args>
+  void emplace_back(Args&&... args) {
+    items_.emplace_back(std::forward<Args>(args)...);
+  }
+  std::string pop_front() {
+    std::string m = std::move(items_[head_++]);
+    if (head_ == items_.size()) {
+      clear();
+    } else if (head_ >= 64 && head_ * 2 >= items_.size()) {
+      // A reader that never quite catches up: drop the taken prefix once it
+      // is the larger half.
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+    return m;
+  }
+  void clear() {
+    items_.clear();
+    head_ = 0;
+  }
+
+ private:
+  std::vector<std::string> items_;
+  size_t head_ = 0;
+};
+
 // Turns a byte stream (DATA frame payloads, in order, split or coalesced
 // anywhere) into whole messages.
 //
@@ -60,11 +101,10 @@ class Deframer {
 
   // Complete messages in arrival order; take them with Pop() so that
   // queued_bytes() stays true (flow control reads it).
-  const std::deque<std::string>& messages() const { return messages_; }
+  const MessageQueue& messages() const { return messages_; }
   bool has_message() const { return !messages_.empty(); }
   std::string Pop() {
-    std::string m = std::move(messages_.front());
-    messages_.pop_front();
+    std::string m = messages_.pop_front();
     queued_ -= m.size();
     return m;
   }
@@ -84,7 +124,7 @@ class Deframer {
 
  private:
   size_t max_;
-  std::deque<std::string> messages_;
+  MessageQueue messages_;
   size_t queued_ = 0;
   uint8_t header_[kFrameHeaderSize];
   size_t header_fill_ = 0;

@@ -23,6 +23,34 @@ constexpr int64_t kSec = 1000 * kMs;
 constexpr int64_t kMin = 60 * kSec;
 constexpr int64_t kHour = 60 * kMin;
 
+// --------------------------------------------------------- MessageQueue
+
+TEST(MessageQueue, FifoAcrossCompactionAndReuse) {
+  MessageQueue q;
+  EXPECT_TRUE(q.empty());
+  int next_in = 0, next_out = 0;
+  // Push ahead of the reader in uneven steps, so the taken prefix is
+  // dropped several times while messages are still queued.
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 7; ++i) q.emplace_back(std::to_string(next_in++));
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_EQ(q.front(), std::to_string(next_out));
+      ASSERT_EQ(q.pop_front(), std::to_string(next_out++));
+    }
+    ASSERT_EQ(q.size(), static_cast<size_t>(next_in - next_out));
+    ASSERT_EQ(q[q.size() - 1], q.back());
+    std::vector<string> rest(q.begin(), q.end());
+    ASSERT_EQ(rest.size(), q.size());
+    for (size_t i = 0; i < rest.size(); ++i) ASSERT_EQ(rest[i], std::to_string(next_out + i));
+  }
+  while (!q.empty()) ASSERT_EQ(q.pop_front(), std::to_string(next_out++));
+  EXPECT_EQ(next_out, next_in);
+  q.emplace_back("again");
+  EXPECT_EQ(q.size(), 1u);
+  EXPECT_EQ(q.pop_front(), "again");
+  EXPECT_TRUE(q.empty());
+}
+
 // ------------------------------------------------------------- helpers
 
 string Frame(const string& payload) {
