@@ -180,6 +180,8 @@ void H2Session::CloseAllStreams(uint32_t error_code) {
 }
 
 void H2Session::Attach(H2Stream* s, int32_t id) {
+  cached_id_ = id;
+  cached_stream_ = s;
   s->id_ = id;
   s->session_ = this;
   s->prev_ = nullptr;
@@ -191,6 +193,10 @@ void H2Session::Attach(H2Stream* s, int32_t id) {
 
 void H2Session::Detach(H2Stream* s) {
   if (s->session_ != this) return;
+  if (cached_stream_ == s) {
+    cached_id_ = -1;
+    cached_stream_ = nullptr;
+  }
   if (session_ && s->id_ > 0) nghttp2_session_set_stream_user_data(session_, s->id_, nullptr);
   if (s->prev_) s->prev_->next_ = s->next_;
   else streams_ = s->next_;
@@ -201,7 +207,13 @@ void H2Session::Detach(H2Stream* s) {
 }
 
 H2Stream* H2Session::StreamOf(int32_t id) const {
-  return static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session_, id));
+  // The callbacks of one frame (and of one response) ask for the same
+  // stream again and again.
+  if (id != cached_id_) {
+    cached_stream_ = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session_, id));
+    cached_id_ = id;
+  }
+  return cached_stream_;
 }
 
 // ------------------------------------------------------------ callbacks
@@ -241,6 +253,12 @@ int H2Session::OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint
     return 0;
   }
   if (!trailers && self->role_ == kClient && s->http_status / 100 == 1) return 0;
+  // A client keeps what the application sees as metadata and the status;
+  // the other reserved headers of a response (content-type,
+  // grpc-accept-encoding, ...) are read by nobody.
+  if (self->role_ == kClient && IsReservedHeader(k) && k != "grpc-status" && k != "grpc-message" &&
+      k != "user-agent")
+    return 0;
   Headers& into = trailers ? s->trailers : s->headers;
   // One allocation for a typical block: a request's headers, or a
   // response's headers or trailers (a few each).

@@ -208,6 +208,9 @@ class H2Session {
   std::string submit_error_;
   H2Stream* streams_ = nullptr;
   size_t stream_count_ = 0;
+  // StreamOf()'s last answer; Attach() and Detach() keep it true.
+  mutable int32_t cached_id_ = -1;
+  mutable H2Stream* cached_stream_ = nullptr;
 };
 
 }  // namespace grpc_green

@@ -5,6 +5,7 @@
 #include <structmember.h>
 
 #include <algorithm>
+#include <iterator>
 #include <memory>
 
 #include "PyMetadata.hpp"
@@ -180,8 +181,11 @@ class Channel {
 
  private:
   bool Resolve(std::string* err);
-  void BuildRequestHeaders(std::vector<nghttp2_nv>* nva, std::string_view path,
-                           const std::string& timeout, const Headers& md);
+  // Headers of a request before its metadata, at most.
+  static constexpr size_t kFixedRequestHeaders = 9;
+  // Fills nva (room for kFixedRequestHeaders + md.size()); returns the count.
+  size_t BuildRequestHeaders(nghttp2_nv* nva, std::string_view path, const std::string& timeout,
+                             const Headers& md);
 
   Hub* hub_;
   std::string target_;
@@ -330,19 +334,20 @@ ClientConnection* Channel::Connect(double deadline, bool wait_for_ready, int* co
   }
 }
 
-void Channel::BuildRequestHeaders(std::vector<nghttp2_nv>* nva, std::string_view path,
-                                  const std::string& timeout, const Headers& md) {
-  nva->reserve(9 + md.size());
-  nva->push_back(MakeNv(":method", "POST"));
-  nva->push_back(MakeNv(":scheme", "http"));
-  nva->push_back(MakeNv(":path", path));
-  nva->push_back(MakeNv(":authority", opts_.authority));
-  nva->push_back(MakeNv("te", "trailers"));
-  nva->push_back(MakeNv("content-type", "application/grpc"));
-  nva->push_back(MakeNv("user-agent", opts_.user_agent));
-  nva->push_back(MakeNv("grpc-accept-encoding", "identity"));
-  if (!timeout.empty()) nva->push_back(MakeNv("grpc-timeout", timeout));
-  for (auto& h : md) nva->push_back(MakeNv(h.first, h.second));
+size_t Channel::BuildRequestHeaders(nghttp2_nv* nva, std::string_view path,
+                                    const std::string& timeout, const Headers& md) {
+  size_t n = 0;
+  nva[n++] = MakeNv(":method", "POST");
+  nva[n++] = MakeNv(":scheme", "http");
+  nva[n++] = MakeNv(":path", path);
+  nva[n++] = MakeNv(":authority", opts_.authority);
+  nva[n++] = MakeNv("te", "trailers");
+  nva[n++] = MakeNv("content-type", "application/grpc");
+  nva[n++] = MakeNv("user-agent", opts_.user_agent);
+  nva[n++] = MakeNv("grpc-accept-encoding", "identity");
+  if (!timeout.empty()) nva[n++] = MakeNv("grpc-timeout", timeout);
+  for (auto& h : md) nva[n++] = MakeNv(h.first, h.second);
+  return n;
 }
 
 std::unique_ptr<ClientCall> Channel::StartCall(PyObject* path, PyObject* timeout,
@@ -389,10 +394,17 @@ std::unique_ptr<ClientCall> Channel::StartCall(PyObject* path, PyObject* timeout
     call->Finish(code, std::move(details));
     return call;
   }
-  std::vector<nghttp2_nv> nva;
-  BuildRequestHeaders(&nva, std::string_view(path_s, static_cast<size_t>(path_len)),
-                      timeout_header, md);
-  if (conn->h2().SubmitRequest(call.get(), nva.data(), nva.size()) < 0) {
+  // The headers' array lives on the stack unless there is much metadata.
+  nghttp2_nv fixed[16];
+  std::vector<nghttp2_nv> more;
+  nghttp2_nv* nva = fixed;
+  if (kFixedRequestHeaders + md.size() > std::size(fixed)) {
+    more.resize(kFixedRequestHeaders + md.size());
+    nva = more.data();
+  }
+  size_t nvlen = BuildRequestHeaders(
+      nva, std::string_view(path_s, static_cast<size_t>(path_len)), timeout_header, md);
+  if (conn->h2().SubmitRequest(call.get(), nva, nvlen) < 0) {
     call->Finish(kInternal, "Failed to start the call: " + conn->h2().submit_error());
     return call;
   }
@@ -943,7 +955,27 @@ void Unary_dealloc(PyUnaryObject* self) {
   Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
 }
 
+// A Python subclass that keeps __call__ is called through vectorcall too:
+// Python 3.12 arranges that itself, 3.11 leaves heap subclasses on tp_call
+// (a tuple and a dict per call).
+PyObject* Unary_init_subclass(PyObject* cls, PyObject* args, PyObject* kwds) {
+  if (PyTuple_GET_SIZE(args) != 0 || (kwds && PyDict_GET_SIZE(kwds) != 0)) {
+    PyErr_SetString(PyExc_TypeError, "UnaryUnary.__init_subclass__() takes no arguments");
+    return nullptr;
+  }
+#if PY_VERSION_HEX < 0x030C0000
+  auto* type = reinterpret_cast<PyTypeObject*>(cls);
+  PyObject* own_call = PyDict_GetItemString(type->tp_dict, "__call__");  // borrowed
+  if (!own_call && type->tp_call == PyVectorcall_Call &&
+      type->tp_vectorcall_offset == offsetof(PyUnaryObject, vectorcall))
+    type->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
+#endif
+  Py_RETURN_NONE;
+}
+
 PyMethodDef Unary_methods[] = {
+    {"__init_subclass__", (PyCFunction)(void (*)(void))Unary_init_subclass,
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS, nullptr},
     {"_invoke", (PyCFunction)(void (*)(void))Unary_invoke, METH_FASTCALL,
      "_invoke(request, timeout, metadata, wait_for_ready) -> (response, initial_metadata, "
      "trailing_metadata); raises the RpcError of a call that did not end OK."},
