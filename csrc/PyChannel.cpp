@@ -861,6 +861,15 @@ PyObject* UnaryInvoke(PyUnaryObject* self, PyObject* request, PyObject* timeout,
     // grpcio fails the call locally; the cause says what was wrong.
     return RaiseRpcError(self, kInternal, "Invalid metadata", nullptr, true, true);
   }
+  // The finished call is freed by the hub between passes, after the
+  // caller's next request has gone out rather than before.
+  struct FreeLater {
+    std::unique_ptr<ClientCall>& call;
+    ~FreeLater() {
+      Hub* hub = call->hub();
+      hub->DeferDelete(call.release());
+    }
+  } free_later{call};
   if (call->code != kOk) return RaiseRpcError(self, call->code, call->details, call.get(), false);
   std::string msg = call->deframer.Pop();
   OwnedObject response = OwnedObject::consuming(

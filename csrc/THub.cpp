@@ -219,14 +219,13 @@ PyObject* Hub::RunDrain(PyObject* capsule, PyObject*) {
   if (!hub->orphaned_) {
     hub->RunReady();
     hub->FlushDirty();
-    // As on the native hub: the dead are freed only once every greenlet
-    // woken before they died has run (a woken waiter may still hold one).
-    if (hub->ready_.empty()) hub->graveyard_.clear();
+    hub->ReapGraveyard();
   }
   hub->drain_pending_ = false;
   // What was queued while this pass ran goes to the next one, after gevent
   // has polled for IO.
-  if (!hub->ready_.empty() || !hub->graveyard_.empty()) hub->Poke();
+  if (!hub->ready_.empty() || !hub->graveyard_.empty() || !hub->graveyard_older_.empty())
+    hub->Poke();
   Py_RETURN_NONE;
 }
 
@@ -345,9 +344,11 @@ PyObject* Hub::Loop() {
     RunReady();
     if (orphaned_) Py_RETURN_NONE;  // resumed in a forked child: never poll
     FlushDirty();
-    if (!ready_.empty()) continue;
-    graveyard_.clear();
-    bool alive = io_->RunOnce(false);
+    ReapGraveyard();
+    // Greenlets woken during this pass run in the next one, after a poll
+    // that does not wait for anything: greenlets that keep waking one
+    // another never starve sockets and timers.
+    bool alive = io_->RunOnce(!ready_.empty());
     // A signal interrupts the poll; Python's handlers run here (in the main
     // thread), and what they raise (KeyboardInterrupt) goes to the main
     // greenlet, the hub's parent.
@@ -390,6 +391,23 @@ void Hub::RunReady() {
       PyErr_WriteUnraisable(hub_greenlet_.get());
     }
   }
+}
+
+void Hub::ReapGraveyard() {
+  // The dead are freed once every greenlet woken before they died has run
+  // (a woken waiter may still hold one): at once when nothing is queued,
+  // otherwise after one more pass of the ready queue.
+  FreeDeferred(graveyard_older_);
+  if (ready_.empty()) FreeDeferred(graveyard_);
+  else graveyard_older_.swap(graveyard_);
+}
+
+void Hub::FreeDeferred(std::vector<std::unique_ptr<Deferred>>& dead) {
+  // A destructor may defer more (to graveyard_, possibly `dead` itself):
+  // those stay for a later reap.
+  const size_t n = dead.size();
+  for (size_t i = 0; i < n; ++i) std::unique_ptr<Deferred> d = std::move(dead[i]);
+  dead.erase(dead.begin(), dead.begin() + static_cast<std::ptrdiff_t>(n));
 }
 
 void Hub::FlushDirty() {

@@ -203,6 +203,8 @@ class Hub {
   PyObject* Loop();
   void RunReady();
   void FlushDirty();
+  void ReapGraveyard();
+  static void FreeDeferred(std::vector<std::unique_ptr<Deferred>>& dead);
 
   unsigned long thread_id_;
   Kind kind_ = kNative;
@@ -222,7 +224,8 @@ class Hub {
   std::deque<Ready> ready_;
   std::vector<Flushable*> dirty_;
   std::vector<Flushable*> flushing_;  // FlushDirty()'s batch
-  std::vector<std::unique_ptr<Deferred>> graveyard_;
+  std::vector<std::unique_ptr<Deferred>> graveyard_;         // deferred this pass
+  std::vector<std::unique_ptr<Deferred>> graveyard_older_;   // and the pass before
   std::vector<PyObject*> idle_workers_;  // owned greenlets
   std::unordered_set<ForkDroppable*> fork_droppable_;  // sockets a forked child closes
 };
