@@ -39,7 +39,9 @@ bool ImportGreenletApi() {
 
 // ---------------------------------------------------------------- Waiter
 
-Waiter::Waiter() : hub_(Hub::Current()) {}
+// The hub is the waiting thread's, looked up by the first Wait(): a call
+// object makes three waiters whether or not anyone waits.
+Waiter::Waiter() = default;
 
 Waiter::~Waiter() {
   if (scheduled_ && hub_) hub_->Unschedule(this);

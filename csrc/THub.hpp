@@ -93,7 +93,7 @@ class Waiter final : private TimerHandler {
  private:
   friend class Hub;
   void OnTimer() override;
-  Hub* hub_;
+  Hub* hub_ = nullptr;             // set by the first Wait()
   PyObject* greenlet_ = nullptr;  // owned while waiting
   bool scheduled_ = false;
   bool woken_ = false;
