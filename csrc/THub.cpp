@@ -56,7 +56,7 @@ Waiter::Result Waiter::Wait(double timeout) {
     return kError;
   }
   PyObject* current = CurrentGreenlet();
-  if (current == hub_->hub_greenlet_.get()) {
+  if (current == hub_->hub_greenlet_.get() || hub_->polling_inline_) {
     Py_DECREF(current);
     PyErr_SetString(PyExc_RuntimeError,
                     "grpc_green: a blocking call cannot run on the hub greenlet");
@@ -72,7 +72,7 @@ Waiter::Result Waiter::Wait(double timeout) {
   // next step would be to flush: do it before switching, so what this
   // greenlet submitted goes out without waiting for the switch.
   if (hub_->ready_.empty()) hub_->FlushDirty();
-  PyObject* r = hub_->SwitchToHub();
+  PyObject* r = hub_->CanPollInline(current) ? hub_->PollInline(this) : hub_->SwitchToHub();
   if (timer_) timer_->Stop();
   Py_CLEAR(greenlet_);
   if (scheduled_) hub_->Unschedule(this);
@@ -352,9 +352,10 @@ PyObject* Hub::Loop() {
     // another never starve sockets and timers.
     bool alive = io_->RunOnce(!ready_.empty());
     // A signal interrupts the poll; Python's handlers run here (in the main
-    // thread), and what they raise (KeyboardInterrupt) goes to the main
-    // greenlet, the hub's parent.
-    if (PyErr_CheckSignals() < 0) return nullptr;
+    // thread), and what they raise (KeyboardInterrupt) is thrown into the
+    // main greenlet first thing in the next pass. The hub lives on: ending
+    // it would hand every greenlet it runs to its parent.
+    if (PyErr_CheckSignals() < 0) ThrowIntoMain();
     if (!alive && ready_.empty() && dirty_.empty()) {
       PyErr_SetString(PyExc_RuntimeError,
                       "grpc_green: every greenlet is blocked and nothing can wake them "
@@ -393,6 +394,58 @@ void Hub::RunReady() {
       PyErr_WriteUnraisable(hub_greenlet_.get());
     }
   }
+}
+
+void Hub::ThrowIntoMain() {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  if (value && tb) PyException_SetTraceback(value, tb);
+  Py_XDECREF(type);
+  Py_XDECREF(tb);
+  if (!value) return;
+  ready_.push_front({nullptr, Py_NewRef(main_greenlet_.get()), value, true});
+}
+
+bool Hub::CanPollInline(PyObject* waiting) const {
+  // The main greenlet only: that is where the hub raises what a signal
+  // handler raises (KeyboardInterrupt), so polling there changes nothing.
+  return kind_ == kNative && waiting == main_greenlet_.get() && ready_.empty() && dirty_.empty() &&
+         !polling_inline_ && !orphaned_;
+}
+
+PyObject* Hub::PollInline(Waiter* w) {
+  // The hub's loop, run by the main greenlet while it waits and nothing
+  // else is ready: two greenlet switches fewer per wait for a sequential
+  // caller.
+  // It gives way to the hub as soon as anyone else has something to do.
+  // Handlers run here as on the hub: they never switch and never block (a
+  // blocking call from one is refused, see Waiter::Wait).
+  polling_inline_ = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{polling_inline_};
+  for (;;) {
+    ReapGraveyard();
+    bool alive = io_->RunOnce(false);
+    if (PyErr_CheckSignals() < 0) return nullptr;  // raised in the main greenlet, as by the hub
+    if (ready_.size() == 1 && ready_.front().waiter == w) {
+      ready_.pop_front();
+      w->scheduled_ = false;
+      return Py_NewRef(wake_token_.get());
+    }
+    if (!ready_.empty() || orphaned_) break;
+    if (!alive && dirty_.empty()) {
+      PyErr_SetString(PyExc_RuntimeError,
+                      "grpc_green: every greenlet is blocked and nothing can wake them "
+                      "(no socket or timer is being watched)");
+      return nullptr;
+    }
+    FlushDirty();
+  }
+  polling_inline_ = false;
+  return SwitchToHub();  // others are ready: the hub runs them, and this waiter in turn
 }
 
 void Hub::ReapGraveyard() {
@@ -444,6 +497,7 @@ PyObject* Hub::RunWorker(PyObject* capsule, PyObject* args) {
     Py_DECREF(job);
     if (hub->idle_workers_.size() >= kMaxIdleWorkers) Py_RETURN_NONE;
     hub->idle_workers_.push_back(CurrentGreenlet());
+    if (hub->ready_.empty()) hub->FlushDirty();  // as a parking waiter does
     job = hub->SwitchToHub();  // the hub switches back with the next job
     if (!job) return nullptr;
     if (!PyTuple_Check(job) || PyTuple_GET_SIZE(job) != 2) {

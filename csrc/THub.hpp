@@ -197,6 +197,13 @@ class Hub {
   void Unschedule(Waiter* w);
   // Switches from the current greenlet to the hub; new reference or NULL.
   PyObject* SwitchToHub();
+  // Native hub, the main greenlet waits, nothing is queued or dirty: it may
+  // run the loop itself.
+  bool CanPollInline(PyObject* waiting) const;
+  // Runs loop passes in the current greenlet until `w` alone is woken
+  // (returns like SwitchToHub()), or switches to the hub once another
+  // greenlet has something to do.
+  PyObject* PollInline(Waiter* w);
   bool EnsureHubGreenlet();
   static PyObject* RunHub(PyObject* capsule, PyObject* unused);
   static PyObject* RunWorker(PyObject* capsule, PyObject* job);
@@ -204,12 +211,15 @@ class Hub {
   void RunReady();
   void FlushDirty();
   void ReapGraveyard();
+  // Queues the pending Python error to be thrown into the main greenlet.
+  void ThrowIntoMain();
   static void FreeDeferred(std::vector<std::unique_ptr<Deferred>>& dead);
 
   unsigned long thread_id_;
   Kind kind_ = kNative;
   bool orphaned_ = false;
   bool drain_pending_ = false;
+  bool polling_inline_ = false;  // a waiter runs the loop (PollInline)
   std::unique_ptr<IoManager> io_;
   OwnedObject hub_greenlet_;  // ours, or gevent's hub
   OwnedObject gevent_switch_;        // gevent: hub.switch
