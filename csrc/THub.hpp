@@ -6,7 +6,14 @@
 // switch: they Wake() waiters, which queues them; the hub then switches to
 // each queued greenlet once, in order ("wake many, switch once each"), and
 // afterwards flushes every connection marked dirty with one write each
-// ("writes are corked per hub iteration").
+// ("writes are corked per hub iteration"). Greenlets woken during a pass
+// run in the next, after a poll that does not wait.
+//
+// Two shortcuts keep a lone sequential caller's round trip short, without
+// changing any of that: a greenlet that parks when nobody else is queued
+// flushes before it switches (the hub would flush next anyway), and on the
+// native hub the main greenlet that alone waits runs the loop passes itself
+// until it is woken or someone else is (then it switches to the hub).
 //
 // Two kinds of hub: native (a greenlet of grpc_green's running its own libev
 // loop) and gevent (gevent's hub greenlet and loop: grpc_green's watchers sit
