@@ -58,29 +58,22 @@ def _raise_value_error(_):
     raise ValueError("codec failed")
 
 
-def test_request_serializer_failure_is_internal(echo_server, make_channel, support):
-    """grpcio: RpcError INTERNAL 'Exception serializing request!'; nothing is sent."""
+@pytest.mark.parametrize("codec,details", [
+    ("request_serializer", "Exception serializing request!"),
+    ("response_deserializer", "Exception deserializing response!"),
+])
+def test_codec_failure_is_internal(codec, details, echo_server, make_channel, support):
+    """grpcio: RpcError INTERNAL with these details from every way of calling;
+    the channel goes on serving."""
     channel = make_channel(echo_server.target)
     identity = channel.unary_unary("/%s/Identity" % support.RAW_SERVICE,
-                                   request_serializer=_raise_value_error)
+                                   **{codec: _raise_value_error})
     for invoke in (identity, identity.with_call, lambda r, **kw: identity.future(r, **kw).result()):
         error = support.rpc_error(invoke, b"x", timeout=10)
         assert error.code() is grpc.StatusCode.INTERNAL
-        assert error.details() == "Exception serializing request!"
+        assert error.details() == details
         if support.using_green:
-            assert isinstance(error.__context__, ValueError)
-
-
-def test_response_deserializer_failure_is_internal(echo_server, make_channel, support):
-    """grpcio: RpcError INTERNAL 'Exception deserializing response!' after the call ran."""
-    channel = make_channel(echo_server.target)
-    identity = channel.unary_unary("/%s/Identity" % support.RAW_SERVICE,
-                                   response_deserializer=_raise_value_error)
-    for invoke in (identity, identity.with_call, lambda r, **kw: identity.future(r, **kw).result()):
-        error = support.rpc_error(invoke, b"x", timeout=10)
-        assert error.code() is grpc.StatusCode.INTERNAL
-        assert error.details() == "Exception deserializing response!"
-    assert identity.with_call is not None  # the multicallable is still usable
+            assert isinstance(error.__context__, ValueError)  # what the codec raised
     plain = channel.unary_unary("/%s/Identity" % support.RAW_SERVICE)
     assert plain(b"still serving", timeout=10) == b"still serving"
 
