@@ -15,6 +15,9 @@ CXX ?= g++
 PY_CONFIG_CFLAGS = $(shell $(PY) -c "import sysconfig;print('-I'+sysconfig.get_paths()['include'])")
 GTEST_BIN := build/gtest/grpc_green_tests
 CORE_SO = $(wildcard grpc_green/_core*.so)
+# The warnings the engine and the bindings build clean with (setup.py uses the
+# same list); make adds -Werror, a build from source does not.
+WARNINGS := -Wall -Wextra -Wconversion
 
 .PHONY: all deps system-deps venv metadata build demo test gtest pytest bench bench-deps bench-venv asan clean
 
@@ -46,7 +49,7 @@ deps: system-deps venv
 # --- build ------------------------------------------------------------------
 
 build: deps metadata
-	$(PY) setup.py -q build_ext --inplace
+	GRPC_GREEN_WERROR=1 $(PY) setup.py -q build_ext --inplace
 
 # Package metadata next to the package: gevent finds the patch_all plugin
 # (its entry point) there when the repository root is on sys.path.
@@ -56,13 +59,14 @@ grpc_green.egg-info/entry_points.txt: setup.py | venv
 
 # --- tests ------------------------------------------------------------------
 
+# The engine (csrc/engine) builds without Python: GoogleTest drives it directly.
 GTEST_SRCS := $(wildcard csrc/tests/*.cpp)
-GTEST_LIB_SRCS := csrc/grpc_codec.cpp csrc/H2Session.cpp
+GTEST_LIB_SRCS := $(wildcard csrc/engine/*.cpp)
 
-$(GTEST_BIN): $(GTEST_SRCS) $(GTEST_LIB_SRCS) $(wildcard csrc/*.hpp csrc/tests/*.hpp) | build/.system-deps
+$(GTEST_BIN): $(GTEST_SRCS) $(GTEST_LIB_SRCS) $(wildcard csrc/engine/*.hpp csrc/tests/*.hpp) | build/.system-deps
 	@mkdir -p $(dir $@)
-	$(CXX) -std=c++17 -Wall -Werror -O1 -g -Icsrc -o $@ $(GTEST_SRCS) $(GTEST_LIB_SRCS) \
-	  -lgtest -lgtest_main -lnghttp2 -pthread
+	$(CXX) -std=c++17 $(WARNINGS) -Werror -O1 -g -Icsrc/engine -o $@ $(GTEST_SRCS) $(GTEST_LIB_SRCS) \
+	  -lgtest -lgtest_main -lnghttp2 -lev -pthread
 
 gtest: $(GTEST_BIN)
 	$(GTEST_BIN)
@@ -146,7 +150,7 @@ ASAN_OPTIONS := detect_leaks=0:detect_stack_use_after_return=0:quarantine_size_m
 
 asan: deps metadata
 	rm -f grpc_green/_core*.so
-	GRPC_GREEN_ASAN=1 $(PY) setup.py -q build_ext --inplace --force
+	GRPC_GREEN_WERROR=1 GRPC_GREEN_ASAN=1 $(PY) setup.py -q build_ext --inplace --force
 	for hub in native gevent; do \
 	  GRPC_GREEN_HUB=$$hub LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so)" \
 	    ASAN_OPTIONS=$(ASAN_OPTIONS) $(PY) -m pytest -q -x -p no:cacheprovider tests || exit 1; \

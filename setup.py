@@ -39,7 +39,12 @@ with open(os.path.join("grpc_green", "_version.py")) as f:
 debug = os.environ.get("GRPC_GREEN_DEBUG") == "1"
 asan = os.environ.get("GRPC_GREEN_ASAN") == "1"
 
-compile_args = ["-std=c++17", "-Wall", "-Werror", "-fvisibility=hidden"]
+# The same warnings as `make` (WARNINGS in the Makefile). -Werror only where
+# the Makefile asks for it (GRPC_GREEN_WERROR=1: development and CI builds),
+# never for someone building from source with another compiler.
+compile_args = ["-std=c++17", "-Wall", "-Wextra", "-Wconversion", "-fvisibility=hidden"]
+if os.environ.get("GRPC_GREEN_WERROR") == "1":
+    compile_args.append("-Werror")
 link_args = []
 if debug or asan:
     compile_args += ["-O0", "-g3", "-UNDEBUG"]
@@ -55,7 +60,8 @@ if asan:
 libs = pkg_config("--libs-only-l", "libnghttp2", ["-lnghttp2"]) + ["-lev"]
 cflags = pkg_config("--cflags", "libnghttp2", [])
 
-sources = sorted(p for p in glob.glob("csrc/*.cpp"))
+# csrc/engine: the engine, without Python; csrc: the hub and the bindings.
+sources = sorted(glob.glob("csrc/engine/*.cpp") + glob.glob("csrc/*.cpp"))
 
 
 def nghttp2_header_declares(symbol):
@@ -75,13 +81,13 @@ if nghttp2_header_declares("nghttp2_option_set_stream_reset_rate_limit"):
 core = Extension(
     "grpc_green._core",
     sources=sources,
-    include_dirs=["csrc", greenlet_include()],
+    include_dirs=["csrc", "csrc/engine", greenlet_include()],
     extra_compile_args=compile_args + cflags,
     extra_link_args=link_args,
     libraries=[l[2:] for l in libs],
     define_macros=defines,
     language="c++",
-    depends=glob.glob("csrc/*.hpp"),
+    depends=glob.glob("csrc/*.hpp") + glob.glob("csrc/engine/*.hpp"),
 )
 
 setup(

@@ -22,14 +22,9 @@ bool AddMetadataTypes(PyObject* module);
 // nothing is sent then.
 bool AppendMetadata(PyObject* metadata, Headers* out);
 
-// Builds the Python tuple of (key, value) pairs for received headers,
-// leaving out the transport's and gRPC's own. New reference or NULL.
-PyObject* MetadataToPython(const Headers& headers);
-
-// Value of a header, or nullptr.
-const std::string* FindHeader(const Headers& headers, std::string_view key);
-
-// Decoded grpc-message (percent-decoding, UTF-8 with replacement).
-PyObject* DecodeDetails(const std::string& raw);
+// The Python tuple of (key, value) pairs for received headers, leaving out
+// the transport's and gRPC's own; an empty tuple for nullptr. New
+// reference or NULL.
+PyObject* MetadataToPython(const Headers* headers);
 
 }  // namespace grpc_green

@@ -1,6 +1,7 @@
 // grpc_green._core: module init, the Event type and the hub functions
 // (spawn, sleep) the Python layer builds on.
 #include <Python.h>
+#include <limits.h>
 
 #include <algorithm>
 #include <memory>
@@ -13,6 +14,34 @@
 
 namespace grpc_green {
 
+bool ParseTimeout(PyObject* arg, double* out, bool clamp) {
+  if (!arg || arg == Py_None) {
+    *out = -1;
+    return true;
+  }
+  double t = PyFloat_AsDouble(arg);
+  if (t == -1.0 && PyErr_Occurred()) return false;
+  *out = (clamp && t < 0) ? 0 : t;
+  return true;
+}
+
+bool ParseStatusCode(PyObject* arg, int* out) {
+  if (!PyLong_Check(arg)) {
+    PyErr_Format(PyExc_TypeError, "a status code must be an int, not %.100s",
+                 Py_TYPE(arg)->tp_name);
+    return false;
+  }
+  int overflow;
+  long long v = PyLong_AsLongLongAndOverflow(arg, &overflow);
+  if (v == -1 && PyErr_Occurred()) return false;
+  if (overflow || v < 0 || v > INT_MAX) {
+    PyErr_Format(PyExc_ValueError, "status code %R is out of range", arg);
+    return false;
+  }
+  *out = static_cast<int>(v);
+  return true;
+}
+
 // ------------------------------------------------------------------ Event
 
 namespace {
@@ -21,12 +50,12 @@ PyObject* Event_new(PyTypeObject* type, PyObject*, PyObject*) {
   auto* self = reinterpret_cast<PyEventObject*>(type->tp_alloc(type, 0));
   if (!self) return nullptr;
   self->set = false;
-  self->waiters = new std::vector<Waiter*>();
+  Construct(&self->waiters);
   return reinterpret_cast<PyObject*>(self);
 }
 
 void Event_dealloc(PyEventObject* self) {
-  delete self->waiters;
+  Destroy(&self->waiters);
   Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
 }
 
@@ -42,27 +71,15 @@ PyObject* Event_clear(PyEventObject* self, PyObject*) {
 
 PyObject* Event_is_set(PyEventObject* self, PyObject*) { return PyBool_FromLong(self->set); }
 
-// Parses a timeout argument: None -> -1 (no limit), else seconds >= 0.
-bool ParseTimeout(PyObject* arg, double* out) {
-  if (!arg || arg == Py_None) {
-    *out = -1;
-    return true;
-  }
-  double t = PyFloat_AsDouble(arg);
-  if (t == -1.0 && PyErr_Occurred()) return false;
-  *out = t < 0 ? 0 : t;
-  return true;
-}
-
 PyObject* Event_wait(PyEventObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (self->set) Py_RETURN_TRUE;
   double timeout;
   if (!ParseTimeout(nargs > 0 ? args[0] : nullptr, &timeout)) return nullptr;
   if (!Hub::Get()) return nullptr;
   double deadline = timeout < 0 ? -1 : MonotonicNow() + timeout;
-  Py_INCREF(self);  // a waiter list must outlive the wait
+  OwnedObject keep = OwnedObject::owning(reinterpret_cast<PyObject*>(self));  // the list outlives the wait
   auto w = std::make_unique<Waiter>();
-  self->waiters->push_back(w.get());
+  self->waiters.push_back(w.get());
   Waiter::Result r = Waiter::kWoken;
   while (!self->set) {
     double left = deadline < 0 ? -1 : deadline - MonotonicNow();
@@ -70,19 +87,17 @@ PyObject* Event_wait(PyEventObject* self, PyObject* const* args, Py_ssize_t narg
     r = w->Wait(left);
     if (r == Waiter::kError) break;
   }
-  auto& ws = *self->waiters;
+  auto& ws = self->waiters;
   ws.erase(std::remove(ws.begin(), ws.end(), w.get()), ws.end());
-  bool set = self->set;
-  Py_DECREF(self);
   if (r == Waiter::kError) return nullptr;
-  return PyBool_FromLong(set);
+  return PyBool_FromLong(self->set);
 }
 
 PyMethodDef Event_methods[] = {
-    {"set", (PyCFunction)Event_set, METH_NOARGS, "Sets the flag and wakes every waiter."},
-    {"clear", (PyCFunction)Event_clear, METH_NOARGS, nullptr},
-    {"is_set", (PyCFunction)Event_is_set, METH_NOARGS, nullptr},
-    {"wait", (PyCFunction)(void (*)(void))Event_wait, METH_FASTCALL,
+    {"set", GG_METHOD(Event_set), METH_NOARGS, "Sets the flag and wakes every waiter."},
+    {"clear", GG_METHOD(Event_clear), METH_NOARGS, nullptr},
+    {"is_set", GG_METHOD(Event_is_set), METH_NOARGS, nullptr},
+    {"wait", GG_METHOD(Event_wait), METH_FASTCALL,
      "wait(timeout=None) -> bool: parks the calling greenlet until set."},
     {nullptr, nullptr, 0, nullptr}};
 
@@ -97,7 +112,7 @@ PyObject* mod_spawn(PyObject*, PyObject* args) {
   Hub* hub = Hub::Get();
   if (!hub) return nullptr;
   OwnedObject rest = OwnedObject::consuming(PyTuple_GetSlice(args, 1, n));
-  if (!rest || !hub->Spawn(PyTuple_GET_ITEM(args, 0), rest.get())) return nullptr;
+  if (!rest || !hub->Spawn(PyTuple_GET_ITEM(args, 0), rest.borrow())) return nullptr;
   Py_RETURN_NONE;
 }
 
@@ -111,7 +126,7 @@ PyObject* mod_spawn_greenlet(PyObject*, PyObject* args) {
   if (!hub) return nullptr;
   OwnedObject rest = OwnedObject::consuming(PyTuple_GetSlice(args, 1, n));
   if (!rest) return nullptr;
-  return hub->SpawnGreenlet(PyTuple_GET_ITEM(args, 0), rest.get());
+  return hub->SpawnGreenlet(PyTuple_GET_ITEM(args, 0), rest.borrow());
 }
 
 PyObject* mod_kill(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
@@ -164,20 +179,20 @@ PyObject* mod_after_fork_in_child(PyObject*, PyObject*) {
 }
 
 PyMethodDef module_methods[] = {
-    {"_set_hub_selector", mod_set_hub_selector, METH_O,
+    {"_set_hub_selector", GG_METHOD(mod_set_hub_selector), METH_O,
      "_set_hub_selector(fn): fn() -> None (native hub) or the gevent hub, asked once per thread."},
-    {"hub_kind", (PyCFunction)(void (*)(void))mod_hub_kind, METH_FASTCALL,
+    {"hub_kind", GG_METHOD(mod_hub_kind), METH_FASTCALL,
      "hub_kind(create=False) -> 'native', 'gevent' or None (this thread has no hub yet)."},
-    {"_after_fork_in_child", mod_after_fork_in_child, METH_NOARGS,
+    {"_after_fork_in_child", GG_METHOD(mod_after_fork_in_child), METH_NOARGS,
      "Orphans the parent's hubs in a forked child (registered with os.register_at_fork)."},
-    {"spawn", mod_spawn, METH_VARARGS,
+    {"spawn", GG_METHOD(mod_spawn), METH_VARARGS,
      "spawn(callable, *args): runs callable(*args) in a pooled greenlet on this thread's hub."},
-    {"spawn_greenlet", mod_spawn_greenlet, METH_VARARGS,
+    {"spawn_greenlet", GG_METHOD(mod_spawn_greenlet), METH_VARARGS,
      "spawn_greenlet(callable, *args) -> greenlet started on the hub's next pass."},
-    {"kill", (PyCFunction)(void (*)(void))mod_kill, METH_FASTCALL,
+    {"kill", GG_METHOD(mod_kill), METH_FASTCALL,
      "kill(greenlet, exception): the hub throws exception into greenlet on its next pass."},
-    {"monotonic", mod_monotonic, METH_NOARGS, "The clock deadlines are measured on."},
-    {"sleep", mod_sleep, METH_O, "sleep(seconds): parks the calling greenlet; 0 yields."},
+    {"monotonic", GG_METHOD(mod_monotonic), METH_NOARGS, "The clock deadlines are measured on."},
+    {"sleep", GG_METHOD(mod_sleep), METH_O, "sleep(seconds): parks the calling greenlet; 0 yields."},
     {nullptr, nullptr, 0, nullptr}};
 
 int module_exec(PyObject* m) {
@@ -200,7 +215,8 @@ int module_exec(PyObject* m) {
   return 0;
 }
 
-PyModuleDef_Slot module_slots[] = {{Py_mod_exec, (void*)module_exec}, {0, nullptr}};
+PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, reinterpret_cast<void*>(GG_ENTRY(module_exec))}, {0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "grpc_green._core",
                           "grpc_green's engine: hub, HTTP/2 and calls.", 0, module_methods,
@@ -209,23 +225,23 @@ PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "grpc_green._core",
 }  // namespace
 
 PyTypeObject PyEvent_Type = [] {
-  PyTypeObject t = {PyVarObject_HEAD_INIT(nullptr, 0)};
+  PyTypeObject t = EmptyTypeObject();
   t.tp_name = "grpc_green._core.Event";
   t.tp_basicsize = sizeof(PyEventObject);
   t.tp_flags = Py_TPFLAGS_DEFAULT;
   t.tp_doc = "A flag that greenlets wait on cooperatively.";
-  t.tp_new = Event_new;
-  t.tp_dealloc = (destructor)Event_dealloc;
+  t.tp_new = GG_ENTRY(Event_new);
+  t.tp_dealloc = reinterpret_cast<destructor>(Event_dealloc);
   t.tp_methods = Event_methods;
   return t;
 }();
 
 PyObject* NewEvent() { return Event_new(&PyEvent_Type, nullptr, nullptr); }
 
-void SetEvent(PyObject* event) {
-  auto* e = reinterpret_cast<PyEventObject*>(event);
+void SetEvent(BorrowedObject event) {
+  auto* e = reinterpret_cast<PyEventObject*>(event.get());
   e->set = true;
-  for (Waiter* w : *e->waiters) w->Wake();
+  for (Waiter* w : e->waiters) w->Wake();
 }
 
 }  // namespace grpc_green

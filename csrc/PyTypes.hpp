@@ -1,8 +1,9 @@
-// The extension's Python types and the few helpers they share.
+// The extension's Python types and the few helpers the bindings share.
 #pragma once
 
 #include <Python.h>
 
+#include <new>
 #include <vector>
 
 #include "THub.hpp"
@@ -20,9 +21,28 @@ extern PyTypeObject PyEvent_Type;
 struct PyEventObject {
   PyObject_HEAD
   bool set;
-  std::vector<Waiter*>* waiters;
+  std::vector<Waiter*> waiters;  // the waits in progress (their Waiters live on the heap)
 };
-PyObject* NewEvent();          // new reference or NULL
-void SetEvent(PyObject* event);  // wakes every waiter
+PyObject* NewEvent();                 // new reference or NULL
+void SetEvent(BorrowedObject event);  // wakes every waiter
+
+// A timeout argument: None (or absent) -> -1, otherwise seconds (negative
+// ones as 0 when `clamp`). False with a Python error set.
+bool ParseTimeout(PyObject* arg, double* out, bool clamp = true);
+
+// A status code argument: an int in 0..INT_MAX. False with ValueError or
+// TypeError set.
+bool ParseStatusCode(PyObject* arg, int* out);
+
+// The C++ members of a Python object's struct live in memory that tp_alloc
+// zeroed: construct them in tp_new, destroy them in tp_dealloc.
+template <class T, class... Args>
+void Construct(T* member, Args&&... args) {
+  new (member) T(std::forward<Args>(args)...);
+}
+template <class T>
+void Destroy(T* member) {
+  member->~T();
+}
 
 }  // namespace grpc_green

@@ -9,12 +9,11 @@
 // A watcher's callback is a LoopCallback object: a tiny callable holding a
 // C++ target. When the watcher goes away the target is cleared first, so a
 // callback gevent still holds can never reach freed memory.
+#include "TGeventIo.hpp"
+
 #include <Python.h>
 
 #include <unordered_set>
-
-#include "IoManager.hpp"
-#include "gg_refs.hpp"
 
 namespace grpc_green {
 
@@ -22,8 +21,8 @@ namespace {
 
 struct LoopCallback {
   PyObject_HEAD
-  void (*fn)(void* target, int arg);
-  void* target;
+  void (*fn)(void* target, int arg) noexcept;
+  void* target;  // borrowed: cleared by the watcher before it goes
   int arg;
 };
 
@@ -37,48 +36,42 @@ PyObject* LoopCallback_call(PyObject* self, PyObject*, PyObject*) {
 void LoopCallback_dealloc(PyObject* self) { PyObject_Free(self); }
 
 PyTypeObject LoopCallbackType = [] {
-  PyTypeObject t = {PyVarObject_HEAD_INIT(nullptr, 0)};
+  PyTypeObject t = EmptyTypeObject();
   t.tp_name = "grpc_green._core.LoopCallback";
   t.tp_basicsize = sizeof(LoopCallback);
   t.tp_flags = Py_TPFLAGS_DEFAULT;
   t.tp_doc = "A gevent watcher callback that calls into grpc_green's engine.";
-  t.tp_call = LoopCallback_call;
+  t.tp_call = GG_ENTRY(LoopCallback_call);
   t.tp_dealloc = LoopCallback_dealloc;
   return t;
 }();
 
-// The names of gevent's watcher API, interned once.
+// The names of gevent's watcher API, interned once (kept for the life of
+// the process).
 struct Names {
-  PyObject* io;
-  PyObject* timer;
-  PyObject* start;
-  PyObject* stop;
-  PyObject* close;
-  PyObject* update;
+  OwnedObject io, timer, start, stop, close, update;
 };
 Names* names = nullptr;
 
 bool InitNames() {
   if (names) return true;
   if (PyType_Ready(&LoopCallbackType) < 0) return false;
-  static Names n;
-  n.io = PyUnicode_InternFromString("io");
-  n.timer = PyUnicode_InternFromString("timer");
-  n.start = PyUnicode_InternFromString("start");
-  n.stop = PyUnicode_InternFromString("stop");
-  n.close = PyUnicode_InternFromString("close");
-  n.update = PyUnicode_InternFromString("update");
-  if (!n.io || !n.timer || !n.start || !n.stop || !n.close || !n.update) return false;
-  names = &n;
+  auto n = std::make_unique<Names>();
+  for (auto [field, text] : {std::pair{&n->io, "io"}, {&n->timer, "timer"}, {&n->start, "start"},
+                             {&n->stop, "stop"}, {&n->close, "close"}, {&n->update, "update"}}) {
+    *field = OwnedObject::consuming(PyUnicode_InternFromString(text));
+    if (!*field) return false;
+  }
+  names = n.release();
   return true;
 }
 
 // Calls obj.name() keeping any Python error already set (used while
 // tearing down, which may happen during error handling).
-void CallQuietly(PyObject* obj, PyObject* name) {
+void CallQuietly(PyObject* obj, const OwnedObject& name) {
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
-  PyObject* r = PyObject_CallMethodNoArgs(obj, name);
+  PyObject* r = PyObject_CallMethodNoArgs(obj, name.get());
   if (r) {
     Py_DECREF(r);
   } else {
@@ -94,10 +87,10 @@ class Watch {
   bool active() const { return active_; }
 
   // Creates the watcher with loop.<kind>(*args) on first use.
-  bool Start(PyObject* loop, PyObject* kind, PyObject* args, void (*fn)(void*, int),
-             void* target, int arg, bool update) {
+  bool Start(PyObject* loop, const OwnedObject& kind, PyObject* args,
+             void (*fn)(void*, int) noexcept, void* target, int arg, bool update) {
     if (!watcher_) {
-      OwnedObject factory = OwnedObject::consuming(PyObject_GetAttr(loop, kind));
+      OwnedObject factory = OwnedObject::consuming(PyObject_GetAttr(loop, kind.get()));
       if (!factory) return false;
       watcher_ = OwnedObject::consuming(PyObject_CallObject(factory.get(), args));
       if (!watcher_) return false;
@@ -108,7 +101,7 @@ class Watch {
       cb->arg = arg;
       cb_ = OwnedObject::consuming(reinterpret_cast<PyObject*>(cb));
     }
-    OwnedObject start = OwnedObject::consuming(PyObject_GetAttr(watcher_.get(), names->start));
+    OwnedObject start = OwnedObject::consuming(PyObject_GetAttr(watcher_.get(), names->start.get()));
     if (!start) return false;
     OwnedObject args1 = OwnedObject::consuming(PyTuple_Pack(1, cb_.get()));
     if (!args1) return false;
@@ -117,7 +110,7 @@ class Watch {
       // The loop's cached time lags when callbacks ran long; a timer started
       // from it would fire early.
       kwargs = OwnedObject::consuming(PyDict_New());
-      if (!kwargs || PyDict_SetItem(kwargs.get(), names->update, Py_True) < 0) return false;
+      if (!kwargs || PyDict_SetItem(kwargs.get(), names->update.get(), Py_True) < 0) return false;
     }
     OwnedObject r = OwnedObject::consuming(PyObject_Call(start.get(), args1.get(), kwargs.get()));
     if (!r) return false;
@@ -158,20 +151,7 @@ class GeventIo final : public IoWatcher {
   GeventIo(GeventIoManager* m, int fd, IoHandler* handler);
   ~GeventIo() override;
 
-  void Set(int events) override {
-    if (events == events_) return;
-    for (int i = 0; i < 2; ++i) {
-      int bit = i == 0 ? kIoRead : kIoWrite;
-      bool want = events & bit;
-      if (want == sides_[i].active()) continue;
-      if (want) {
-        if (!StartSide(i, bit)) PyErr_WriteUnraisable(nullptr);
-      } else {
-        sides_[i].Stop();
-      }
-    }
-    events_ = events;
-  }
+  bool Set(int events) override;
   void Abandon() {
     sides_[0].Close();
     sides_[1].Close();
@@ -180,7 +160,7 @@ class GeventIo final : public IoWatcher {
 
  private:
   bool StartSide(int i, int bit);
-  static void Fire(void* self, int bit) {
+  static void Fire(void* self, int bit) noexcept {
     static_cast<GeventIo*>(self)->handler_->OnIo(bit);
   }
   GeventIoManager* m_;
@@ -194,13 +174,13 @@ class GeventTimer final : public Timer {
   GeventTimer(GeventIoManager* m, TimerHandler* handler);
   ~GeventTimer() override;
 
-  void Start(double after) override;
+  bool Start(double after) override;
   void Stop() override { w_.Stop(); }
   bool active() const override { return w_.active(); }
   void Abandon() { w_.Close(); }
 
  private:
-  static void Fire(void* self, int) {
+  static void Fire(void* self, int) noexcept {
     auto* t = static_cast<GeventTimer*>(self);
     t->w_.Fired();
     t->handler_->OnTimer();
@@ -212,7 +192,7 @@ class GeventTimer final : public Timer {
 
 class GeventIoManager final : public IoManager {
  public:
-  explicit GeventIoManager(PyObject* loop) : loop_(OwnedObject::owning(loop)) {}
+  explicit GeventIoManager(BorrowedObject loop) : loop_(OwnedObject::owning(loop)) {}
 
   std::unique_ptr<IoWatcher> NewIo(int fd, IoHandler* handler) override {
     return std::make_unique<GeventIo>(this, fd, handler);
@@ -248,6 +228,26 @@ GeventIo::~GeventIo() {
   Abandon();
 }
 
+bool GeventIo::Set(int events) {
+  if (events == events_) return true;
+  bool ok = true;
+  for (int i = 0; i < 2; ++i) {
+    int bit = i == 0 ? kIoRead : kIoWrite;
+    bool want = events & bit;
+    if (want == sides_[i].active()) continue;
+    if (!want) {
+      sides_[i].Stop();
+    } else if (!StartSide(i, bit)) {
+      // The owner learns it from the result; what gevent said is
+      // reported here.
+      PyErr_WriteUnraisable(m_->loop());
+      ok = false;
+    }
+  }
+  events_ = events;
+  return ok;
+}
+
 bool GeventIo::StartSide(int i, int bit) {
   // gevent's io events use libev's values: 1 read, 2 write.
   OwnedObject args = OwnedObject::consuming(Py_BuildValue("(ii)", fd_, bit));
@@ -263,18 +263,20 @@ GeventTimer::~GeventTimer() {
   w_.Close();
 }
 
-void GeventTimer::Start(double after) {
+bool GeventTimer::Start(double after) {
   // gevent fixes a timer's delay when it is made: a restart makes a new one.
   w_.Close();
   OwnedObject args = OwnedObject::consuming(Py_BuildValue("(d)", after > 0 ? after : 0.));
-  if (!args || !w_.Start(m_->loop(), names->timer, args.get(), Fire, this, 0, true)) {
-    PyErr_WriteUnraisable(nullptr);
-  }
+  if (args && w_.Start(m_->loop(), names->timer, args.get(), Fire, this, 0, true)) return true;
+  // The caller learns it from the result (a call ends INTERNAL, a wait
+  // raises); what gevent said is reported here.
+  PyErr_WriteUnraisable(m_->loop());
+  return false;
 }
 
 }  // namespace
 
-std::unique_ptr<IoManager> NewGeventIoManager(PyObject* loop) {
+std::unique_ptr<IoManager> NewGeventIoManager(BorrowedObject loop) {
   if (!InitNames()) return nullptr;
   return std::make_unique<GeventIoManager>(loop);
 }

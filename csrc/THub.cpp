@@ -5,30 +5,49 @@
 
 #include <algorithm>
 
+#include "TGeventIo.hpp"
+
 namespace grpc_green {
 
 namespace {
 
 thread_local Hub* t_hub = nullptr;
 constexpr size_t kMaxIdleWorkers = 4096;
-PyObject* g_selector = nullptr;    // owned
+// The selector the Python layer registered; lives as long as the module.
+OwnedObject* g_selector = nullptr;
 std::vector<Hub*>* g_hubs = nullptr;  // every live hub of this process
+const char kCapsuleName[] = "grpc_green.hub";
+const char kThreadKey[] = "grpc_green.hub";
 
-PyObject* CurrentGreenlet() { return reinterpret_cast<PyObject*>(PyGreenlet_GetCurrent()); }
+OwnedObject CurrentGreenlet() {
+  return OwnedObject::consuming(reinterpret_cast<PyObject*>(PyGreenlet_GetCurrent()));
+}
 
-PyObject* MainGreenletOf(PyObject* g) {
+PyGreenlet* AsGreenlet(const OwnedObject& g) { return reinterpret_cast<PyGreenlet*>(g.get()); }
+
+OwnedObject MainGreenletOf(OwnedObject g) {
   // Walks up the parents: the root is the thread's main greenlet.
-  Py_INCREF(g);
   for (;;) {
-    PyGreenlet* parent = PyGreenlet_GetParent(reinterpret_cast<PyGreenlet*>(g));
+    PyGreenlet* parent = PyGreenlet_GetParent(AsGreenlet(g));
     if (!parent) {
       PyErr_Clear();
       return g;
     }
-    Py_DECREF(g);
-    g = reinterpret_cast<PyObject*>(parent);
+    g = OwnedObject::consuming(reinterpret_cast<PyObject*>(parent));
   }
 }
+
+bool Finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing();
+#else
+  return _Py_IsFinalizing();
+#endif
+}
+
+// Python's signal handlers, run after a poll a signal interrupted.
+void* ReleaseGil() { return PyEval_SaveThread(); }
+void AcquireGil(void* state) { PyEval_RestoreThread(static_cast<PyThreadState*>(state)); }
 
 }  // namespace
 
@@ -41,11 +60,8 @@ bool ImportGreenletApi() {
 
 // The hub is the waiting thread's, looked up by the first Wait(): a call
 // object makes three waiters whether or not anyone waits.
-Waiter::Waiter() = default;
-
 Waiter::~Waiter() {
-  if (scheduled_ && hub_) hub_->Unschedule(this);
-  Py_CLEAR(greenlet_);
+  if (queued() && hub_) hub_->Unschedule(this);
 }
 
 Waiter::Result Waiter::Wait(double timeout) {
@@ -55,27 +71,31 @@ Waiter::Result Waiter::Wait(double timeout) {
     PyErr_SetString(PyExc_RuntimeError, "grpc_green: this waiter already has a greenlet waiting");
     return kError;
   }
-  PyObject* current = CurrentGreenlet();
-  if (current == hub_->hub_greenlet_.get() || hub_->polling_inline_) {
-    Py_DECREF(current);
+  OwnedObject current = CurrentGreenlet();
+  if (!current) return kError;
+  if (current.get() == hub_->hub_greenlet_.get() || hub_->polling_inline_) {
     PyErr_SetString(PyExc_RuntimeError,
                     "grpc_green: a blocking call cannot run on the hub greenlet");
     return kError;
   }
-  greenlet_ = current;
-  woken_ = false;
   if (timeout >= 0) {
     if (!timer_) timer_ = hub_->io().NewTimer(this);
-    timer_->Start(timeout);
+    if (!timer_->Start(timeout)) {
+      PyErr_SetString(PyExc_RuntimeError, "grpc_green: the event loop refused a timer");
+      return kError;
+    }
   }
+  greenlet_ = std::move(current);
+  woken_ = false;
   // When no other greenlet is queued to run before the hub polls, the hub's
   // next step would be to flush: do it before switching, so what this
   // greenlet submitted goes out without waiting for the switch.
-  if (hub_->ready_.empty()) hub_->FlushDirty();
-  PyObject* r = hub_->CanPollInline(current) ? hub_->PollInline(this) : hub_->SwitchToHub();
+  if (!hub_->ready_head_) hub_->FlushDirty();
+  PyObject* r =
+      hub_->CanPollInline(greenlet_.get()) ? hub_->PollInline(this) : hub_->SwitchToHub();
   if (timer_) timer_->Stop();
-  Py_CLEAR(greenlet_);
-  if (scheduled_) hub_->Unschedule(this);
+  greenlet_.reset();
+  if (queued()) hub_->Unschedule(this);
   if (!r) return kError;
   bool token = r == hub_->wake_token_.get();
   Py_DECREF(r);
@@ -87,14 +107,14 @@ Waiter::Result Waiter::Wait(double timeout) {
   return woken_ ? kWoken : kTimedOut;
 }
 
-void Waiter::Wake() {
+void Waiter::Wake() noexcept {
   if (!greenlet_) return;
   woken_ = true;
-  if (!scheduled_) hub_->Schedule(this);
+  if (!queued()) hub_->Schedule(this);
 }
 
-void Waiter::OnTimer() {
-  if (greenlet_ && !scheduled_) hub_->Schedule(this);
+void Waiter::OnTimer() noexcept {
+  if (greenlet_ && !queued()) hub_->Schedule(this);
 }
 
 Waiter::Result WaitList::Wait(double timeout) {
@@ -108,7 +128,16 @@ Waiter::Result WaitList::Wait(double timeout) {
 
 // ------------------------------------------------------------------- Hub
 
-Hub::Hub() : thread_id_(PyThread_get_thread_ident()) {}
+Hub::Hub(std::unique_ptr<IoManager> io, Kind kind)
+    : Reactor(std::move(io)), thread_id_(PyThread_get_thread_ident()), kind_(kind) {}
+
+Hub::~Hub() {
+  // Jobs still queued own their references; waiters are someone else's.
+  while (ReadyNode* n = PopReady()) {
+    if (n->is_job_) delete static_cast<Job*>(n);
+  }
+  if (g_hubs) g_hubs->erase(std::remove(g_hubs->begin(), g_hubs->end(), this), g_hubs->end());
+}
 
 Hub* Hub::Current() { return t_hub; }
 
@@ -119,14 +148,28 @@ Hub* Hub::Get() {
     return nullptr;
   }
   OwnedObject gevent_hub;
-  if (g_selector) {
-    gevent_hub = OwnedObject::consuming(PyObject_CallNoArgs(g_selector));
+  if (g_selector && *g_selector) {
+    gevent_hub = OwnedObject::consuming(PyObject_CallNoArgs(g_selector->get()));
     if (!gevent_hub) return nullptr;
     if (gevent_hub.get() == Py_None) gevent_hub.reset();
   }
-  auto* hub = new Hub();
-  if (!hub->Init(gevent_hub.get())) {
-    delete hub;
+  std::unique_ptr<IoManager> io;
+  if (gevent_hub) {
+    OwnedObject loop = OwnedObject::consuming(PyObject_GetAttrString(gevent_hub.get(), "loop"));
+    if (!loop) return nullptr;
+    io = NewGeventIoManager(loop.borrow());
+    if (!io) return nullptr;
+  } else {
+    io = NewNativeIoManager(PollHooks{ReleaseGil, AcquireGil});
+    if (!io) {
+      PyErr_SetString(PyExc_OSError, "grpc_green: cannot create the event loop");
+      return nullptr;
+    }
+  }
+  // The creator's reference is the thread's; Unref() frees a failed hub.
+  Hub* hub = new Hub(std::move(io), gevent_hub ? kGevent : kNative);
+  if (!hub->Init(gevent_hub.borrow()) || !hub->RegisterThreadEnd()) {
+    hub->Unref();
     return nullptr;
   }
   if (!g_hubs) g_hubs = new std::vector<Hub*>();
@@ -135,17 +178,17 @@ Hub* Hub::Get() {
   return hub;
 }
 
-void Hub::SetSelector(PyObject* selector) {
-  Py_XINCREF(selector);
-  Py_XSETREF(g_selector, selector);
+void Hub::SetSelector(BorrowedObject selector) {
+  if (!g_selector) g_selector = new OwnedObject();
+  *g_selector = OwnedObject::owning(selector);
 }
 
-bool Hub::Init(PyObject* gevent_hub) {
-  static PyMethodDef run_hub_def = {"grpc_green_hub", (PyCFunction)RunHub, METH_VARARGS, nullptr};
-  static PyMethodDef run_worker_def = {"grpc_green_worker", (PyCFunction)RunWorker, METH_VARARGS,
+bool Hub::Init(BorrowedObject gevent_hub) {
+  static PyMethodDef run_hub_def = {"grpc_green_hub", GG_METHOD(RunHub), METH_VARARGS, nullptr};
+  static PyMethodDef run_worker_def = {"grpc_green_worker", GG_METHOD(RunWorker), METH_VARARGS,
                                        nullptr};
-  static PyMethodDef drain_def = {"grpc_green_drain", (PyCFunction)RunDrain, METH_NOARGS, nullptr};
-  capsule_ = OwnedObject::consuming(PyCapsule_New(this, "grpc_green.hub", nullptr));
+  static PyMethodDef drain_def = {"grpc_green_drain", GG_METHOD(RunDrain), METH_NOARGS, nullptr};
+  capsule_ = OwnedObject::consuming(PyCapsule_New(this, kCapsuleName, nullptr));
   if (!capsule_) return false;
   run_hub_fn_ = OwnedObject::consuming(PyCFunction_New(&run_hub_def, capsule_.get()));
   run_worker_fn_ = OwnedObject::consuming(PyCFunction_New(&run_worker_def, capsule_.get()));
@@ -157,30 +200,72 @@ bool Hub::Init(PyObject* gevent_hub) {
     // gevent's hub greenlet is ours too: waiters switch to it through its
     // switch() (which starts it on first use), pool greenlets are its
     // children, and the ready queue drains from a callback on its loop.
-    if (!PyGreenlet_Check(gevent_hub)) {
+    if (!PyGreenlet_Check(gevent_hub.get())) {
       PyErr_SetString(PyExc_TypeError, "grpc_green: the hub selector returned a non-greenlet");
       return false;
     }
-    kind_ = kGevent;
     hub_greenlet_ = OwnedObject::owning(gevent_hub);
-    gevent_switch_ = OwnedObject::consuming(PyObject_GetAttrString(gevent_hub, "switch"));
-    OwnedObject loop = OwnedObject::consuming(PyObject_GetAttrString(gevent_hub, "loop"));
+    gevent_switch_ = OwnedObject::consuming(PyObject_GetAttrString(gevent_hub.get(), "switch"));
+    OwnedObject loop = OwnedObject::consuming(PyObject_GetAttrString(gevent_hub.get(), "loop"));
     if (!gevent_switch_ || !loop) return false;
-    gevent_run_callback_ = OwnedObject::consuming(PyObject_GetAttrString(loop.get(), "run_callback"));
+    gevent_run_callback_ =
+        OwnedObject::consuming(PyObject_GetAttrString(loop.get(), "run_callback"));
     drain_fn_ = OwnedObject::consuming(PyCFunction_New(&drain_def, capsule_.get()));
-    if (!gevent_run_callback_ || !drain_fn_) return false;
-    io_ = NewGeventIoManager(loop.get());
-    return bool(io_);
+    return gevent_run_callback_ && drain_fn_;
   }
-  io_ = NewNativeIoManager();
-  if (!io_) {
-    PyErr_SetString(PyExc_OSError, "grpc_green: cannot create the event loop");
+  OwnedObject current = CurrentGreenlet();
+  if (!current) return false;
+  main_greenlet_ = MainGreenletOf(std::move(current));
+  return EnsureHubGreenlet();
+}
+
+bool Hub::RegisterThreadEnd() {
+  // The thread state's dict is cleared, in this thread and with the GIL,
+  // when the thread ends: the capsule's destructor ends the hub then.
+  PyObject* dict = PyThreadState_GetDict();  // borrowed
+  if (!dict) {
+    PyErr_SetString(PyExc_RuntimeError, "grpc_green: no thread state dict");
     return false;
   }
-  OwnedObject current = OwnedObject::consuming(CurrentGreenlet());
-  if (!current) return false;
-  main_greenlet_ = OwnedObject::consuming(MainGreenletOf(current.get()));
-  return EnsureHubGreenlet();
+  OwnedObject token =
+      OwnedObject::consuming(PyCapsule_New(this, "grpc_green.hub_thread", ThreadEnded));
+  return token && PyDict_SetItemString(dict, kThreadKey, token.get()) == 0;
+}
+
+void Hub::ThreadEnded(PyObject* capsule) noexcept {
+  auto* hub = static_cast<Hub*>(PyCapsule_GetPointer(capsule, "grpc_green.hub_thread"));
+  if (!hub) {
+    PyErr_Clear();
+    return;
+  }
+  // Interpreter shutdown, or another thread clearing this one's state (a
+  // forked child drops the parent's other threads): leave the hub as is.
+  if (Finalizing() || hub->orphaned_ || PyThread_get_thread_ident() != hub->thread_id_) {
+    if (t_hub == hub) t_hub = nullptr;
+    return;
+  }
+  hub->EndThread();
+}
+
+void Hub::EndThread() noexcept {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  if (t_hub == this) t_hub = nullptr;
+  ended_ = true;
+  // Sockets close without a byte written; channels and servers still held
+  // elsewhere see them closed.
+  DropAll();
+  // Nothing runs here again: queued work goes, pool greenlets and the hub
+  // greenlet are released (greenlet kills those still suspended).
+  while (ReadyNode* n = PopReady()) {
+    if (n->is_job_) delete static_cast<Job*>(n);
+  }
+  idle_workers_.clear();
+  hub_greenlet_.reset();
+  main_greenlet_.reset();
+  if (PyErr_Occurred()) PyErr_WriteUnraisable(nullptr);
+  PyErr_Restore(type, value, tb);
+  Unref();  // the thread's reference
 }
 
 void Hub::AfterForkInChild() {
@@ -195,14 +280,13 @@ void Hub::Orphan() {
   // still point at them, and freeing the native loop would close (and
   // unregister from) an epoll instance the parent shares.
   orphaned_ = true;
-  std::unordered_set<ForkDroppable*> drop;
-  drop.swap(fork_droppable_);
-  for (ForkDroppable* d : drop) d->DropAfterFork();
+  Ref();  // never freed
+  DropAll();
   io_->Abandon();
 }
 
-void Hub::RequestDrain() {
-  if (orphaned_) return;
+void Hub::RequestDrain() noexcept {
+  if (orphaned_ || ended_ || !gevent_run_callback_) return;
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
   PyObject* r = PyObject_CallOneArg(gevent_run_callback_.get(), drain_fn_.get());
@@ -216,36 +300,39 @@ void Hub::RequestDrain() {
 }
 
 PyObject* Hub::RunDrain(PyObject* capsule, PyObject*) {
-  auto* hub = static_cast<Hub*>(PyCapsule_GetPointer(capsule, "grpc_green.hub"));
+  auto* hub = static_cast<Hub*>(PyCapsule_GetPointer(capsule, kCapsuleName));
   if (!hub) return nullptr;
-  if (!hub->orphaned_) {
+  if (!hub->orphaned_ && !hub->ended_) {
     hub->RunReady();
     hub->FlushDirty();
-    hub->ReapGraveyard();
+    hub->ReapGraveyard(hub->ready_head_ != nullptr);
   }
   hub->drain_pending_ = false;
   // What was queued while this pass ran goes to the next one, after gevent
   // has polled for IO.
-  if (!hub->ready_.empty() || !hub->graveyard_.empty() || !hub->graveyard_older_.empty())
-    hub->Poke();
+  if (hub->ready_head_ || hub->has_dead()) hub->Poke();
   Py_RETURN_NONE;
 }
 
 bool Hub::EnsureHubGreenlet() {
+  if (ended_) {
+    PyErr_SetString(PyExc_RuntimeError, "grpc_green: this hub's thread has ended");
+    return false;
+  }
   if (kind_ == kGevent) {
-    auto* g = reinterpret_cast<PyGreenlet*>(hub_greenlet_.get());
+    PyGreenlet* g = AsGreenlet(hub_greenlet_);
     if (!PyGreenlet_STARTED(g) || PyGreenlet_ACTIVE(g)) return true;
     PyErr_SetString(PyExc_RuntimeError,
                     "grpc_green: gevent's hub for this thread has ended; grpc_green objects "
                     "made on it cannot be used any more");
     return false;
   }
-  if (hub_greenlet_ && !PyGreenlet_STARTED((PyGreenlet*)hub_greenlet_.get())) return true;
-  if (hub_greenlet_ && PyGreenlet_ACTIVE((PyGreenlet*)hub_greenlet_.get())) return true;
+  if (hub_greenlet_ && !PyGreenlet_STARTED(AsGreenlet(hub_greenlet_))) return true;
+  if (hub_greenlet_ && PyGreenlet_ACTIVE(AsGreenlet(hub_greenlet_))) return true;
   // Not created yet, or ended (it ends only when the loop found nothing to
   // wait for): make a new one over the same loop.
   hub_greenlet_ = OwnedObject::consuming(reinterpret_cast<PyObject*>(
-      PyGreenlet_New(run_hub_fn_.get(), reinterpret_cast<PyGreenlet*>(main_greenlet_.get()))));
+      PyGreenlet_New(run_hub_fn_.get(), AsGreenlet(main_greenlet_))));
   return bool(hub_greenlet_);
 }
 
@@ -256,7 +343,7 @@ bool Hub::CheckThread() const {
                     "parent process; make a new one in the child");
     return false;
   }
-  if (PyThread_get_thread_ident() == thread_id_) return true;
+  if (!ended_ && PyThread_get_thread_ident() == thread_id_) return true;
   PyErr_SetString(PyExc_RuntimeError,
                   "grpc_green: this object belongs to another thread's hub; "
                   "create channels and servers in the thread that uses them");
@@ -266,97 +353,134 @@ bool Hub::CheckThread() const {
 PyObject* Hub::SwitchToHub() {
   if (!EnsureHubGreenlet()) return nullptr;
   if (kind_ == kGevent) return PyObject_CallNoArgs(gevent_switch_.get());
-  return PyGreenlet_Switch(reinterpret_cast<PyGreenlet*>(hub_greenlet_.get()), nullptr, nullptr);
+  return PyGreenlet_Switch(AsGreenlet(hub_greenlet_), nullptr, nullptr);
 }
 
-void Hub::Schedule(Waiter* w) {
-  w->scheduled_ = true;
-  Push({w, nullptr, nullptr, false});
-}
+// ------------------------------------------------------------ ready queue
 
-void Hub::Unschedule(Waiter* w) {
-  for (auto& r : ready_) {
-    if (r.waiter == w) r.waiter = nullptr;
+void Hub::Push(ReadyNode* n, bool front) noexcept {
+  n->queued_ = true;
+  if (front) {
+    n->ready_prev_ = nullptr;
+    n->ready_next_ = ready_head_;
+    if (ready_head_) ready_head_->ready_prev_ = n;
+    else ready_tail_ = n;
+    ready_head_ = n;
+  } else {
+    n->ready_prev_ = ready_tail_;
+    n->ready_next_ = nullptr;
+    if (ready_tail_) ready_tail_->ready_next_ = n;
+    else ready_head_ = n;
+    ready_tail_ = n;
   }
-  w->scheduled_ = false;
+  ++ready_count_;
+  Poke();
 }
 
-void Hub::Unmark(Flushable* f) {
-  if (!f->flush_pending) return;
-  dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), f), dirty_.end());
-  f->flush_pending = false;
+void Hub::Unqueue(ReadyNode* n) noexcept {
+  if (!n->queued_) return;
+  if (n->ready_prev_) n->ready_prev_->ready_next_ = n->ready_next_;
+  else ready_head_ = n->ready_next_;
+  if (n->ready_next_) n->ready_next_->ready_prev_ = n->ready_prev_;
+  else ready_tail_ = n->ready_prev_;
+  n->ready_prev_ = n->ready_next_ = nullptr;
+  n->queued_ = false;
+  --ready_count_;
 }
 
-bool Hub::Spawn(PyObject* callable, PyObject* args) {
-  PyObject* job = Py_BuildValue("((OO))", callable, args);
-  if (!job) return false;
-  PyObject* g;
+ReadyNode* Hub::PopReady() noexcept {
+  ReadyNode* n = ready_head_;
+  if (n) Unqueue(n);
+  return n;
+}
+
+bool Hub::Spawn(BorrowedObject callable, BorrowedObject args) {
+  auto job = std::make_unique<Job>();
+  job->is_job_ = true;
+  job->payload = OwnedObject::consuming(Py_BuildValue("((OO))", callable.get(), args.get()));
+  if (!job->payload) return false;
   if (!idle_workers_.empty()) {
-    g = idle_workers_.back();
+    job->greenlet = std::move(idle_workers_.back());
     idle_workers_.pop_back();
   } else {
-    g = reinterpret_cast<PyObject*>(
-        PyGreenlet_New(run_worker_fn_.get(), reinterpret_cast<PyGreenlet*>(hub_greenlet_.get())));
-    if (!g) {
-      Py_DECREF(job);
-      return false;
-    }
+    if (!EnsureHubGreenlet()) return false;
+    job->greenlet = OwnedObject::consuming(reinterpret_cast<PyObject*>(
+        PyGreenlet_New(run_worker_fn_.get(), AsGreenlet(hub_greenlet_))));
+    if (!job->greenlet) return false;
   }
-  Push({nullptr, g, job, false});
+  Push(job.release());
   return true;
 }
 
-void Hub::SpawnEach(OwnedObject callables) {
+void Hub::SpawnEach(OwnedObject callables) noexcept {
+  // May run while an error is being raised (a caller interrupted).
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
   OwnedObject no_args = OwnedObject::consuming(PyTuple_New(0));
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(callables.get()); ++i) {
     PyObject* fn = PyList_GET_ITEM(callables.get(), i);
-    if (!no_args || !Spawn(fn, no_args.get())) PyErr_WriteUnraisable(fn);
+    bool ok = false;
+    try {
+      ok = no_args && Spawn(fn, no_args.borrow());
+    } catch (...) {
+      SetPythonErrorFromException();
+    }
+    if (!ok) PyErr_WriteUnraisable(fn);
   }
+  PyErr_Restore(type, value, tb);
 }
 
-PyObject* Hub::SpawnGreenlet(PyObject* callable, PyObject* args) {
+PyObject* Hub::SpawnGreenlet(BorrowedObject callable, BorrowedObject args) {
   if (!EnsureHubGreenlet()) return nullptr;
-  PyObject* g = reinterpret_cast<PyObject*>(
-      PyGreenlet_New(callable, reinterpret_cast<PyGreenlet*>(hub_greenlet_.get())));
-  if (!g) return nullptr;
-  Py_INCREF(g);
-  Py_INCREF(args);
-  Push({nullptr, g, args, false});
+  auto job = std::make_unique<Job>();
+  job->is_job_ = true;
+  job->greenlet = OwnedObject::consuming(reinterpret_cast<PyObject*>(
+      PyGreenlet_New(callable.get(), AsGreenlet(hub_greenlet_))));
+  if (!job->greenlet) return nullptr;
+  job->payload = OwnedObject::owning(args);
+  PyObject* g = Py_NewRef(job->greenlet.get());
+  Push(job.release());
   return g;
 }
 
-bool Hub::Kill(PyObject* g, PyObject* exc) {
-  if (!PyGreenlet_Check(g)) {
+bool Hub::Kill(BorrowedObject g, BorrowedObject exc) {
+  if (!PyGreenlet_Check(g.get())) {
     PyErr_SetString(PyExc_TypeError, "kill() needs a greenlet");
     return false;
   }
-  Py_INCREF(g);
-  Py_INCREF(exc);
-  Push({nullptr, g, exc, true});
+  auto job = std::make_unique<Job>();
+  job->is_job_ = true;
+  job->greenlet = OwnedObject::owning(g);
+  job->payload = OwnedObject::owning(exc);
+  job->throw_into = true;
+  Push(job.release());
   return true;
 }
 
+// ------------------------------------------------------------------ loop
+
 PyObject* Hub::RunHub(PyObject* capsule, PyObject*) {
-  auto* hub = static_cast<Hub*>(PyCapsule_GetPointer(capsule, "grpc_green.hub"));
+  auto* hub = static_cast<Hub*>(PyCapsule_GetPointer(capsule, kCapsuleName));
   return hub ? hub->Loop() : nullptr;
 }
 
 PyObject* Hub::Loop() {
   for (;;) {
     RunReady();
+    if (ended_) return nullptr;     // killed at thread end: GreenletExit is set
     if (orphaned_) Py_RETURN_NONE;  // resumed in a forked child: never poll
     FlushDirty();
-    ReapGraveyard();
+    ReapGraveyard(ready_head_ != nullptr);
     // Greenlets woken during this pass run in the next one, after a poll
     // that does not wait for anything: greenlets that keep waking one
     // another never starve sockets and timers.
-    bool alive = io_->RunOnce(!ready_.empty());
+    bool alive = io_->RunOnce(ready_head_ != nullptr);
     // A signal interrupts the poll; Python's handlers run here (in the main
     // thread), and what they raise (KeyboardInterrupt) is thrown into the
     // main greenlet first thing in the next pass. The hub lives on: ending
     // it would hand every greenlet it runs to its parent.
     if (PyErr_CheckSignals() < 0) ThrowIntoMain();
-    if (!alive && ready_.empty() && dirty_.empty()) {
+    if (!alive && !ready_head_ && !has_dirty()) {
       PyErr_SetString(PyExc_RuntimeError,
                       "grpc_green: every greenlet is blocked and nothing can wake them "
                       "(no socket or timer is being watched)");
@@ -368,35 +492,43 @@ PyObject* Hub::Loop() {
 void Hub::RunReady() {
   // Only what is queued now: greenlets that yield again go to the next pass,
   // after the loop has polled for IO.
-  for (size_t n = ready_.size(); n > 0 && !ready_.empty() && !orphaned_; --n) {
-    Ready r = ready_.front();
-    ready_.pop_front();
-    PyObject* result;
-    if (r.throw_into) {
-      auto* g = reinterpret_cast<PyGreenlet*>(r.greenlet);
-      result = PyGreenlet_ACTIVE(g) ? PyGreenlet_Throw(g, r.job, nullptr, nullptr) : Py_NewRef(Py_None);
-      Py_DECREF(r.greenlet);
-      Py_DECREF(r.job);
-    } else if (r.greenlet) {
-      result = PyGreenlet_Switch(reinterpret_cast<PyGreenlet*>(r.greenlet), r.job, nullptr);
-      Py_DECREF(r.greenlet);
-      Py_DECREF(r.job);
-    } else {
-      if (!r.waiter) continue;  // unscheduled
-      r.waiter->scheduled_ = false;
-      if (!r.waiter->greenlet_) continue;
-      result = PyGreenlet_Switch(reinterpret_cast<PyGreenlet*>(r.waiter->greenlet_),
-                                 wake_args_.get(), nullptr);
+  for (size_t n = ready_count_; n > 0 && !orphaned_ && !ended_; --n) {
+    ReadyNode* node = PopReady();
+    if (!node) break;
+    if (node->is_job_) {
+      RunJob(static_cast<Job*>(node));
+      continue;
     }
-    if (result) {
-      Py_DECREF(result);
-    } else {
-      PyErr_WriteUnraisable(hub_greenlet_.get());
-    }
+    auto* w = static_cast<Waiter*>(node);
+    if (!w->greenlet_) continue;
+    // The waiter may be gone once the switch returns: hold nothing of it.
+    Switched(PyGreenlet_Switch(AsGreenlet(w->greenlet_), wake_args_.get(), nullptr));
   }
 }
 
-void Hub::ThrowIntoMain() {
+void Hub::RunJob(Job* job) {
+  std::unique_ptr<Job> owned(job);
+  PyGreenlet* g = AsGreenlet(job->greenlet);
+  if (job->throw_into) {
+    if (!PyGreenlet_ACTIVE(g)) return;
+    // An exception instance or class, as greenlet.throw() takes it.
+    Switched(PyGreenlet_Throw(g, job->payload.get(), nullptr, nullptr));
+  } else {
+    Switched(PyGreenlet_Switch(g, job->payload.get(), nullptr));
+  }
+}
+
+void Hub::Switched(PyObject* result) {
+  if (result) {
+    Py_DECREF(result);
+    return;
+  }
+  // Killed at thread end: the error (GreenletExit) is the hub's own exit.
+  if (ended_) return;
+  PyErr_WriteUnraisable(hub_greenlet_.get());
+}
+
+void Hub::ThrowIntoMain() noexcept {
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
   PyErr_NormalizeException(&type, &value, &tb);
@@ -404,13 +536,24 @@ void Hub::ThrowIntoMain() {
   Py_XDECREF(type);
   Py_XDECREF(tb);
   if (!value) return;
-  ready_.push_front({nullptr, Py_NewRef(main_greenlet_.get()), value, true});
+  Job* job;
+  try {
+    job = new Job();
+  } catch (...) {
+    Py_DECREF(value);
+    return;
+  }
+  job->is_job_ = true;
+  job->greenlet = main_greenlet_;
+  job->payload = OwnedObject::consuming(value);
+  job->throw_into = true;
+  Push(job, true);
 }
 
 bool Hub::CanPollInline(PyObject* waiting) const {
   // The main greenlet only: that is where the hub raises what a signal
   // handler raises (KeyboardInterrupt), so polling there changes nothing.
-  return kind_ == kNative && waiting == main_greenlet_.get() && ready_.empty() && dirty_.empty() &&
+  return kind_ == kNative && waiting == main_greenlet_.get() && !ready_head_ && !has_dirty() &&
          !polling_inline_ && !orphaned_;
 }
 
@@ -427,16 +570,15 @@ PyObject* Hub::PollInline(Waiter* w) {
     ~Done() { flag = false; }
   } done{polling_inline_};
   for (;;) {
-    ReapGraveyard();
+    ReapGraveyard(false);
     bool alive = io_->RunOnce(false);
     if (PyErr_CheckSignals() < 0) return nullptr;  // raised in the main greenlet, as by the hub
-    if (ready_.size() == 1 && ready_.front().waiter == w) {
-      ready_.pop_front();
-      w->scheduled_ = false;
+    if (ready_count_ == 1 && ready_head_ == w) {
+      Unqueue(w);
       return Py_NewRef(wake_token_.get());
     }
-    if (!ready_.empty() || orphaned_) break;
-    if (!alive && dirty_.empty()) {
+    if (ready_head_ || orphaned_) break;
+    if (!alive && !has_dirty()) {
       PyErr_SetString(PyExc_RuntimeError,
                       "grpc_green: every greenlet is blocked and nothing can wake them "
                       "(no socket or timer is being watched)");
@@ -448,63 +590,38 @@ PyObject* Hub::PollInline(Waiter* w) {
   return SwitchToHub();  // others are ready: the hub runs them, and this waiter in turn
 }
 
-void Hub::ReapGraveyard() {
-  // The dead are freed once every greenlet woken before they died has run
-  // (a woken waiter may still hold one): at once when nothing is queued,
-  // otherwise after one more pass of the ready queue.
-  FreeDeferred(graveyard_older_);
-  if (ready_.empty()) FreeDeferred(graveyard_);
-  else graveyard_older_.swap(graveyard_);
-}
-
-void Hub::FreeDeferred(std::vector<std::unique_ptr<Deferred>>& dead) {
-  // A destructor may defer more (to graveyard_, possibly `dead` itself):
-  // those stay for a later reap.
-  const size_t n = dead.size();
-  for (size_t i = 0; i < n; ++i) std::unique_ptr<Deferred> d = std::move(dead[i]);
-  dead.erase(dead.begin(), dead.begin() + static_cast<std::ptrdiff_t>(n));
-}
-
-void Hub::FlushDirty() {
-  // Both vectors keep their capacity from pass to pass. Not reentrant: an
-  // outer pass is iterating flushing_ and picks up what is marked meanwhile.
-  if (!flushing_.empty()) return;
-  while (!dirty_.empty()) {
-    flushing_.swap(dirty_);
-    for (Flushable* f : flushing_) {
-      f->flush_pending = false;
-      f->Flush();
-    }
-    flushing_.clear();
-  }
-}
-
 PyObject* Hub::RunWorker(PyObject* capsule, PyObject* args) {
-  auto* hub = static_cast<Hub*>(PyCapsule_GetPointer(capsule, "grpc_green.hub"));
-  if (!hub || PyTuple_GET_SIZE(args) != 1) return nullptr;
-  PyObject* job = PyTuple_GET_ITEM(args, 0);
-  Py_INCREF(job);
+  auto* hub = static_cast<Hub*>(PyCapsule_GetPointer(capsule, kCapsuleName));
+  if (!hub) return nullptr;
+  if (PyTuple_GET_SIZE(args) != 1) {
+    PyErr_SetString(PyExc_TypeError, "grpc_green: a pool greenlet takes one job");
+    return nullptr;
+  }
+  return hub->Work(PyTuple_GET_ITEM(args, 0));
+}
+
+PyObject* Hub::Work(PyObject* first) {
+  OwnedObject job = OwnedObject::owning(first);
   for (;;) {
-    PyObject* result = PyObject_Call(PyTuple_GET_ITEM(job, 0), PyTuple_GET_ITEM(job, 1), nullptr);
-    if (result) {
-      Py_DECREF(result);
-    } else if (PyErr_ExceptionMatches(PyExc_GreenletExit)) {
-      Py_DECREF(job);
-      return nullptr;
-    } else {
-      PyErr_WriteUnraisable(PyTuple_GET_ITEM(job, 0));
-    }
-    Py_DECREF(job);
-    if (hub->idle_workers_.size() >= kMaxIdleWorkers) Py_RETURN_NONE;
-    hub->idle_workers_.push_back(CurrentGreenlet());
-    if (hub->ready_.empty()) hub->FlushDirty();  // as a parking waiter does
-    job = hub->SwitchToHub();  // the hub switches back with the next job
-    if (!job) return nullptr;
-    if (!PyTuple_Check(job) || PyTuple_GET_SIZE(job) != 2) {
-      Py_DECREF(job);
+    if (!PyTuple_Check(job.get()) || PyTuple_GET_SIZE(job.get()) != 2) {
       PyErr_SetString(PyExc_RuntimeError, "grpc_green: unexpected switch into an idle worker");
       return nullptr;
     }
+    PyObject* fn = PyTuple_GET_ITEM(job.get(), 0);
+    OwnedObject result =
+        OwnedObject::consuming(PyObject_Call(fn, PyTuple_GET_ITEM(job.get(), 1), nullptr));
+    if (!result) {
+      if (PyErr_ExceptionMatches(PyExc_GreenletExit)) return nullptr;
+      PyErr_WriteUnraisable(fn);
+    }
+    job.reset();
+    if (ended_ || idle_workers_.size() >= kMaxIdleWorkers) Py_RETURN_NONE;
+    OwnedObject self = CurrentGreenlet();
+    if (!self) return nullptr;
+    idle_workers_.push_back(std::move(self));
+    if (!ready_head_) FlushDirty();  // as a parking waiter does
+    job = OwnedObject::consuming(SwitchToHub());  // the hub switches back with the next job
+    if (!job) return nullptr;
   }
 }
 

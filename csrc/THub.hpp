@@ -1,5 +1,6 @@
 // The hub: one per OS thread, a greenlet that runs the IO manager's loop
-// and switches to the greenlets whose waits have completed.
+// and switches to the greenlets whose waits have completed. It is the
+// engine's Reactor (engine/Reactor.hpp) for everything made on its thread.
 //
 // Everything that blocks parks the calling greenlet on a Waiter and
 // switches to the hub. Event handlers (io, timers, nghttp2 hooks) never
@@ -25,21 +26,27 @@
 // created it; Hub::Current() is per thread. Objects remember their hub and
 // refuse use from another thread (CheckThread()).
 //
-// Fork: in a forked child every hub of the parent is orphaned: it never runs
-// again, its sockets are closed without a byte written (ForkDroppable), and
-// the child's first use makes a fresh hub.
+// Lifetime: the hub is a counted Reactor. Its thread holds one reference,
+// dropped when the thread ends (its Python thread state is cleared): the
+// hub's sockets close, its pool greenlets go, and the hub itself is freed
+// once no channel, server or call made on it is left.
 //
+// Fork: in a forked child every hub of the parent is orphaned: it never runs
+// again, its sockets are closed without a byte written, and the child's
+// first use makes a fresh hub. Orphans are never freed (their loops share
+// kernel state with the parent's).
+//
+// Waking never allocates: the ready queue is intrusive (Waiter is a node).
 // This is the only translation unit that calls greenlet's C API.
 #pragma once
 
 #include <Python.h>
 
-#include <deque>
+#include <cstddef>
 #include <memory>
-#include <unordered_set>
 #include <vector>
 
-#include "IoManager.hpp"
+#include "Reactor.hpp"
 #include "gg_refs.hpp"
 
 namespace grpc_green {
@@ -49,60 +56,50 @@ class Hub;
 // Imports greenlet's C API; called once from module init.
 bool ImportGreenletApi();
 
-// Something with output to write at the end of the hub iteration.
-class Flushable {
+// An entry of the hub's ready queue.
+class ReadyNode {
  public:
-  virtual void Flush() = 0;
-  bool flush_pending = false;
+  bool queued() const { return queued_; }
 
  protected:
-  ~Flushable() = default;
-};
+  ~ReadyNode() = default;
 
-// Owns a socket that a forked child must close without using it.
-class ForkDroppable {
- public:
-  virtual void DropAfterFork() = 0;
-
- protected:
-  ~ForkDroppable() = default;
-};
-
-// Deleted by the hub between iterations, never inside a handler.
-class Deferred {
- public:
-  virtual ~Deferred() = default;
+ private:
+  friend class Hub;
+  ReadyNode* ready_prev_ = nullptr;
+  ReadyNode* ready_next_ = nullptr;
+  bool queued_ = false;
+  bool is_job_ = false;  // a Hub::Job (owned by the queue), else a Waiter
 };
 
 // A Waiter must live on the heap (or inside a heap object), never on a
 // greenlet's C stack: while a greenlet is suspended, greenlet copies its
 // stack away and other greenlets reuse that memory, so the hub's pointer to
 // a stack Waiter would point at someone else's data.
-class Waiter final : private TimerHandler {
+class Waiter final : private ReadyNode, private TimerHandler {
  public:
   enum Result { kError = -1, kTimedOut = 0, kWoken = 1 };
 
-  Waiter();
+  Waiter() = default;
   ~Waiter();
   Waiter(const Waiter&) = delete;
   Waiter& operator=(const Waiter&) = delete;
 
   // Parks the current greenlet until Wake() or until `timeout` seconds pass
   // (timeout < 0: no limit). kError means a Python error is set: an
-  // exception was thrown into the greenlet (it was killed), or the call was
-  // made on the hub itself.
+  // exception was thrown into the greenlet (it was killed), the call was
+  // made on the hub itself, or the loop refused the timer.
   Result Wait(double timeout = -1);
   // Queues the waiting greenlet to resume; a no-op when nothing waits or a
-  // wake is already queued.
-  void Wake();
-  bool waiting() const { return greenlet_ != nullptr; }
+  // wake is already queued. Never allocates, never throws.
+  void Wake() noexcept;
+  bool waiting() const { return bool(greenlet_); }
 
  private:
   friend class Hub;
-  void OnTimer() override;
-  Hub* hub_ = nullptr;             // set by the first Wait()
-  PyObject* greenlet_ = nullptr;  // owned while waiting
-  bool scheduled_ = false;
+  void OnTimer() noexcept override;
+  Hub* hub_ = nullptr;     // set by the first Wait()
+  OwnedObject greenlet_;  // while waiting
   bool woken_ = false;
   std::unique_ptr<Timer> timer_;
 };
@@ -114,7 +111,7 @@ class Waiter final : private TimerHandler {
 class WaitList {
  public:
   Waiter::Result Wait(double timeout = -1);
-  void WakeAll() {
+  void WakeAll() noexcept {
     first_.Wake();
     for (Waiter* w : others_) w->Wake();
   }
@@ -125,7 +122,7 @@ class WaitList {
   std::vector<Waiter*> others_;
 };
 
-class Hub {
+class Hub final : public Reactor {
  public:
   enum Kind { kNative, kGevent };
 
@@ -134,74 +131,72 @@ class Hub {
   static Hub* Get();
   // The calling thread's hub if there is one.
   static Hub* Current();
+  // The hub of an engine object (every Reactor here is a Hub).
+  static Hub* Of(Reactor* r) { return static_cast<Hub*>(r); }
   // selector() -> None (native) or the gevent hub to run on; called when a
   // thread first needs a hub. nullptr: always native.
-  static void SetSelector(PyObject* selector);
+  static void SetSelector(BorrowedObject selector);
   // Run in a forked child (os.register_at_fork): orphans every hub.
   static void AfterForkInChild();
 
+  ~Hub() override;
+
   Kind kind() const { return kind_; }
-  IoManager& io() { return *io_; }
-  double Now() const { return MonotonicNow(); }
   bool orphaned() const { return orphaned_; }
 
-  // True when the caller runs on this hub's thread (in this process);
-  // otherwise sets a RuntimeError and returns false.
+  // True when the caller runs on this hub's thread (in this process, while
+  // the thread lives); otherwise sets a RuntimeError and returns false.
   bool CheckThread() const;
-
-  void Track(ForkDroppable* d) { fork_droppable_.insert(d); }
-  void Untrack(ForkDroppable* d) { fork_droppable_.erase(d); }
 
   // Runs callable(*args) in a greenlet of the hub's pool. Returns false with
   // a Python error set on failure.
-  bool Spawn(PyObject* callable, PyObject* args);
+  bool Spawn(BorrowedObject callable, BorrowedObject args);
   // Runs every callable of `callables` (a list) with no arguments, each in
   // a pool greenlet; a callable that cannot be started is reported as
   // unraisable. Never fails.
-  void SpawnEach(OwnedObject callables);
+  void SpawnEach(OwnedObject callables) noexcept;
   // Starts callable(*args) in a new greenlet of its own (parent: the hub),
   // which the caller may later Kill(). New reference or NULL.
-  PyObject* SpawnGreenlet(PyObject* callable, PyObject* args);
+  PyObject* SpawnGreenlet(BorrowedObject callable, BorrowedObject args);
   // Has the hub throw `exc` into greenlet `g` on its next pass (a no-op if
   // g has ended by then). The caller keeps running.
-  bool Kill(PyObject* g, PyObject* exc);
-  void MarkDirty(Flushable* f) {
-    if (!f->flush_pending) {
-      f->flush_pending = true;
-      dirty_.push_back(f);
-      Poke();
-    }
-  }
-  void Unmark(Flushable* f);
-  void DeferDelete(Deferred* d) {
-    graveyard_.emplace_back(d);
-    Poke();
+  bool Kill(BorrowedObject g, BorrowedObject exc);
+
+ protected:
+  void Poke() noexcept override {
+    if (kind_ == kGevent && !drain_pending_) RequestDrain();
   }
 
  private:
   friend class Waiter;
-  struct Ready {
-    Waiter* waiter;   // wake-up of a waiter, or
-    PyObject* greenlet;  // owned: a pool greenlet to start or resume
-    PyObject* job;       // owned: the switch arguments, or the exception
-    bool throw_into;     // throw `job` into `greenlet` instead of switching
+  // A greenlet to start or resume (switch `payload` in as its arguments),
+  // or to throw `payload` into.
+  struct Job final : ReadyNode {
+    OwnedObject greenlet;
+    OwnedObject payload;
+    bool throw_into = false;
   };
 
-  Hub();
-  bool Init(PyObject* gevent_hub);
+  Hub(std::unique_ptr<IoManager> io, Kind kind);
+  bool Init(BorrowedObject gevent_hub);
   void Orphan();
-  void Push(const Ready& r) {
-    ready_.push_back(r);
-    Poke();
-  }
-  // gevent: makes sure one drain callback is queued on gevent's loop.
-  void Poke() {
-    if (kind_ == kGevent && !drain_pending_) RequestDrain();
-  }
-  void RequestDrain();
+  // The thread ended: free what can be, drop the thread's reference.
+  static void ThreadEnded(PyObject* capsule) noexcept;
+  void EndThread() noexcept;
+  bool RegisterThreadEnd();
+
+  void Push(ReadyNode* n, bool front = false) noexcept;
+  ReadyNode* PopReady() noexcept;
+  void Unqueue(ReadyNode* n) noexcept;
+  void Schedule(Waiter* w) noexcept { Push(w); }
+  void Unschedule(Waiter* w) noexcept { Unqueue(w); }
+  void RunJob(Job* job);
+  // After a switch from the hub came back: `result` is the new reference or
+  // NULL (error set).
+  void Switched(PyObject* result);
+
+  void RequestDrain() noexcept;
   static PyObject* RunDrain(PyObject* capsule, PyObject* unused);
-  void Schedule(Waiter* w);
-  void Unschedule(Waiter* w);
   // Switches from the current greenlet to the hub; new reference or NULL.
   PyObject* SwitchToHub();
   // Native hub, the main greenlet waits, nothing is queued or dirty: it may
@@ -215,36 +210,31 @@ class Hub {
   static PyObject* RunHub(PyObject* capsule, PyObject* unused);
   static PyObject* RunWorker(PyObject* capsule, PyObject* job);
   PyObject* Loop();
+  PyObject* Work(PyObject* job);
   void RunReady();
-  void FlushDirty();
-  void ReapGraveyard();
   // Queues the pending Python error to be thrown into the main greenlet.
-  void ThrowIntoMain();
-  static void FreeDeferred(std::vector<std::unique_ptr<Deferred>>& dead);
+  void ThrowIntoMain() noexcept;
 
   unsigned long thread_id_;
-  Kind kind_ = kNative;
+  Kind kind_;
   bool orphaned_ = false;
+  bool ended_ = false;  // its thread has ended
   bool drain_pending_ = false;
   bool polling_inline_ = false;  // a waiter runs the loop (PollInline)
-  std::unique_ptr<IoManager> io_;
-  OwnedObject hub_greenlet_;  // ours, or gevent's hub
-  OwnedObject gevent_switch_;        // gevent: hub.switch
-  OwnedObject gevent_run_callback_;  // gevent: hub.loop.run_callback
+  OwnedObject hub_greenlet_;        // ours, or gevent's hub
+  OwnedObject gevent_switch_;       // gevent: hub.switch
+  OwnedObject gevent_run_callback_; // gevent: hub.loop.run_callback
   OwnedObject drain_fn_;
   OwnedObject main_greenlet_;
   OwnedObject capsule_;
   OwnedObject run_hub_fn_;
   OwnedObject run_worker_fn_;
-  OwnedObject wake_token_;   // what the hub switches into a waiter with
-  OwnedObject wake_args_;    // (wake_token_,)
-  std::deque<Ready> ready_;
-  std::vector<Flushable*> dirty_;
-  std::vector<Flushable*> flushing_;  // FlushDirty()'s batch
-  std::vector<std::unique_ptr<Deferred>> graveyard_;         // deferred this pass
-  std::vector<std::unique_ptr<Deferred>> graveyard_older_;   // and the pass before
-  std::vector<PyObject*> idle_workers_;  // owned greenlets
-  std::unordered_set<ForkDroppable*> fork_droppable_;  // sockets a forked child closes
+  OwnedObject wake_token_;  // what the hub switches into a waiter with
+  OwnedObject wake_args_;   // (wake_token_,)
+  ReadyNode* ready_head_ = nullptr;
+  ReadyNode* ready_tail_ = nullptr;
+  size_t ready_count_ = 0;
+  std::vector<OwnedObject> idle_workers_;
 };
 
 }  // namespace grpc_green

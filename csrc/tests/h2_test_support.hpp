@@ -129,7 +129,7 @@ class RecStream : public H2Stream {
     ++send_progress_calls;
     if (on_send_progress) on_send_progress(this);
   }
-  void OnClose(uint32_t code) override {
+  void OnClose(uint32_t code) noexcept override {
     Note("close");
     ++close_calls;
     close_code = code;

@@ -1,24 +1,27 @@
-// A TCP connection carrying one HTTP/2 session, driven by the hub.
+// A TCP connection carrying one HTTP/2 session, driven by a Reactor.
 //
 // Reads happen in the io handler (as much as the socket has, fed straight
 // into nghttp2); writes are corked: submitting frames only marks the
-// connection dirty, and the hub flushes it once per iteration with a single
+// connection dirty, and the reactor flushes it once per pass with a single
 // send(). When the socket is full the rest waits for writability.
 //
 // Lifetime: a Connection is owned by its channel or server. Close() stops
 // the watchers before closing the fd, fails every attached stream, and
 // tells the owner through OnClosed(); the owner then hands the object to
-// Hub::DeferDelete(), so it is never freed inside one of its own handlers.
+// Reactor::DeferDelete(), so it is never freed inside one of its own
+// handlers.
+//
+// Errors: the io handler and Flush() never throw. What their work throws
+// (std::bad_alloc, say) closes the connection, and its streams end.
 #pragma once
 
-#include <sys/socket.h>
-
-#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "Address.hpp"
 #include "H2Session.hpp"
-#include "THub.hpp"
+#include "Reactor.hpp"
 
 namespace grpc_green {
 
@@ -26,33 +29,19 @@ namespace grpc_green {
 // itself is gone (socket error, EOF, connection refused, local close).
 constexpr uint32_t kConnectionLost = 0xffffffffu;
 
-struct SocketAddress {
-  sockaddr_storage addr;
-  socklen_t len;
-  std::string Describe() const;  // "ipv4:127.0.0.1:50051" / "ipv6:[::1]:50051"
-};
-
-// Parses "host:port", "[v6]:port", "ipv4:h:p", "ipv6:[h]:p", "dns:///h:p"
-// and resolves it (numeric or via getaddrinfo). Returns false with `err`.
-bool ResolveTarget(const std::string& target, std::vector<SocketAddress>* out,
-                   std::string* host_port, std::string* err);
-
 class Connection : public Flushable, public IoHandler, public H2Session::Delegate,
-                   public Deferred, public ForkDroppable {
+                   public Deferred, public Droppable {
  public:
   enum State { kConnecting, kReady, kClosed };
 
-  Connection(Hub* hub, H2Session::Role role, const H2Settings& settings);
+  Connection(Reactor* reactor, H2Session::Role role, const H2Settings& settings);
   ~Connection() override;
 
-  // Server side: adopts an accepted, non-blocking socket.
-  bool Adopt(int fd, const std::string& peer);
+  // Server side: adopts an accepted, non-blocking socket (closed on failure).
+  void Adopt(int fd, std::string peer) noexcept;
   // Client side: starts a non-blocking connect to the first address that
-  // answers; waiters registered with WaitReady() learn the outcome.
-  void Connect(std::vector<SocketAddress> addresses);
-  // Parks the calling greenlet until the connection is ready or has failed
-  // (or `timeout` passes). Returns Waiter's result.
-  Waiter::Result WaitReady(double timeout);
+  // answers; OnReady() or OnClosed() tells the outcome.
+  void Connect(std::vector<SocketAddress> addresses) noexcept;
 
   State state() const { return state_; }
   bool ready() const { return state_ == kReady && !draining_; }
@@ -60,39 +49,44 @@ class Connection : public Flushable, public IoHandler, public H2Session::Delegat
   const std::string& peer() const { return peer_; }
   const std::string& error() const { return error_; }
   H2Session& h2() { return *h2_; }
-  Hub* hub() const { return hub_; }
+  Reactor* reactor() const { return reactor_; }
 
-  // Something was submitted: flush at the end of this hub iteration.
+  // Something was submitted: flush at the end of this pass.
   void Kick() {
-    if (state_ == kReady) hub_->MarkDirty(this);
+    if (state_ == kReady) reactor_->MarkDirty(this);
   }
   // GOAWAY, then close once every stream is done.
   void Drain(uint32_t error_code);
   // Immediate close; attached streams see OnClose(kConnectionLost).
-  void Close(const std::string& reason);
+  void Close(std::string_view reason) noexcept;
   // Sends GOAWAY and whatever else is queued (as far as the socket takes it
   // without blocking), then closes.
-  void GoawayAndClose(const std::string& reason);
+  void GoawayAndClose(std::string_view reason) noexcept;
 
-  void Flush() override;
-  void OnIo(int events) override;
-  // In a forked child: closes the socket without writing, and the
-  // connection stays closed (its streams are the parent's; nobody is told).
-  void DropAfterFork() override;
+  void Flush() noexcept override;
+  void OnIo(int events) noexcept override;
+  // The reactor's owner went away: closes the socket without writing, and
+  // the connection stays closed (its streams are not told).
+  void Drop() noexcept override;
 
  protected:
   virtual void OnReady() {}
-  virtual void OnClosed() {}
+  // Closed, or (draining() true) told by the peer to go away: no new
+  // streams here.
+  virtual void OnClosed() noexcept {}
   void OnGoaway(uint32_t error_code, int32_t last_stream_id) override;
 
  private:
+  void HandleIo(int events);
+  void DoFlush();
   void StartNextAddress();
   void FinishConnect();
-  void WakeReadyWaiters();
   void MaybeFinishDrain();
   void UpdateWriteInterest();
+  // Close() for an exception caught in a handler.
+  void Fail(const char* what) noexcept;
 
-  Hub* hub_;
+  Reactor* reactor_;
   State state_;
   bool draining_ = false;
   int fd_ = -1;
@@ -104,7 +98,6 @@ class Connection : public Flushable, public IoHandler, public H2Session::Delegat
   size_t out_off_ = 0;
   std::vector<SocketAddress> addresses_;
   size_t next_address_ = 0;
-  std::vector<Waiter*> ready_waiters_;
 };
 
 }  // namespace grpc_green

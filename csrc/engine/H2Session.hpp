@@ -14,6 +14,22 @@
 //
 // Hooks are called from inside Receive() or CollectOutput(): they must not
 // call Receive()/CollectOutput() again, and must not switch greenlets.
+//
+// Errors: no exception leaves an nghttp2 callback. What a hook or the
+// session's own bookkeeping throws (std::bad_alloc, say) fails the
+// callback, nghttp2 then fails the session, and Receive()/CollectOutput()
+// return false with error() set: the connection closes. OnClose() is
+// noexcept, as it runs while a connection is being torn down.
+//
+// Request headers (server role) are checked here rather than by nghttp2's
+// HTTP messaging rules, which would reset a gRPC request whose :path lacks
+// its leading "/" before the server could answer UNIMPLEMENTED as gRPC
+// servers do. The rest of those rules is kept: known pseudo headers first
+// and once each, :method, :scheme and :path present, lower-case token
+// names, no connection-specific fields, "te" only "trailers", no pseudo
+// headers in trailers, trailers end the stream. A request that breaks one
+// is reset with PROTOCOL_ERROR and never reaches the server's hooks; a
+// field whose value holds CR, LF or NUL is dropped, as nghttp2 drops it.
 #pragma once
 
 #include <nghttp2/nghttp2.h>
@@ -30,6 +46,13 @@ namespace grpc_green {
 
 using Header = std::pair<std::string, std::string>;
 using Headers = std::vector<Header>;
+
+// Value of the first header named `key`, or nullptr.
+inline const std::string* FindHeader(const Headers& headers, std::string_view key) {
+  for (auto& h : headers)
+    if (h.first == key) return &h.second;
+  return nullptr;
+}
 
 class H2Session;
 
@@ -57,6 +80,7 @@ class H2Stream {
   bool headers_received = false;
   bool trailers_received = false;
   bool remote_ended = false;  // END_STREAM seen
+  bool malformed = false;     // server: a request that broke HTTP/2's rules (reset)
   int http_status = 0;        // client: value of :status
   Deframer deframer;
 
@@ -83,11 +107,14 @@ class H2Stream {
   virtual void OnMessages() {}         // deframer gained messages or failed
   virtual void OnSendProgress() {}     // part of sendbuf went to the wire
   virtual void OnRemoteEnd() {}        // END_STREAM received
-  virtual void OnClose(uint32_t h2_error_code) {}  // last hook; detached after
+  // Last hook; detached after. Also called by CloseAllStreams().
+  virtual void OnClose(uint32_t /*h2_error_code*/) noexcept {}
 
  private:
   friend class H2Session;
   int32_t id_ = -1;
+  uint8_t pseudo_seen_ = 0;   // server: request pseudo headers received (bits)
+  bool regular_seen_ = false; // server: a regular field came, pseudo ones may not
   H2Session* session_ = nullptr;
   H2Stream* prev_ = nullptr;  // the session's list of attached streams
   H2Stream* next_ = nullptr;
@@ -122,9 +149,9 @@ class H2Session {
     virtual ~Delegate() = default;
     // Server: a peer opened stream `id`. Return the stream to attach, or
     // nullptr to refuse it with RST_STREAM(REFUSED_STREAM).
-    virtual H2Stream* NewStream(int32_t id) { return nullptr; }
+    virtual H2Stream* NewStream(int32_t /*id*/) { return nullptr; }
     // The peer sent GOAWAY.
-    virtual void OnGoaway(uint32_t error_code, int32_t last_stream_id) {}
+    virtual void OnGoaway(uint32_t /*error_code*/, int32_t /*last_stream_id*/) {}
   };
 
   H2Session(Role role, Delegate* delegate, const H2Settings& settings);
@@ -195,6 +222,19 @@ class H2Session {
                           nghttp2_data_source*, void*);
   static int OnInvalidFrame(nghttp2_session*, const nghttp2_frame*, int, void*);
   static int OnError(nghttp2_session*, int, const char*, size_t, void*);
+  // The bodies of the callbacks above; they may throw.
+  int BeginHeaders(const nghttp2_frame* frame);
+  int Header(const nghttp2_frame* frame, std::string_view name, std::string_view value);
+  int FrameRecv(const nghttp2_frame* frame);
+  int DataChunk(int32_t stream_id, const uint8_t* data, size_t len);
+  ssize_t ReadStreamBody(int32_t stream_id, uint8_t* buf, size_t length, uint32_t* data_flags);
+  // Server: checks one request field; false when it makes the request malformed.
+  bool CheckRequestField(H2Stream* s, bool trailers, std::string_view name,
+                         std::string_view value, bool* keep);
+  // Server: the request broke HTTP/2's rules; reset it.
+  void RejectMalformed(H2Stream* s);
+  // A callback caught an exception: the session fails.
+  int CallbackFailed(const char* what) noexcept;
 
   void Attach(H2Stream* s, int32_t id);
   void Detach(H2Stream* s);

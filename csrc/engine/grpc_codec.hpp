@@ -121,6 +121,8 @@ class Deframer {
   // ends here was truncated).
   bool has_partial() const { return header_fill_ > 0 || need_ > 0 || in_body_; }
   size_t max_message_size() const { return max_; }
+  // Before the first Feed().
+  void set_max_message_size(size_t max) { max_ = max; }
 
  private:
   size_t max_;

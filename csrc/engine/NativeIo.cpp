@@ -1,5 +1,4 @@
 // The native IO manager: a libev loop of grpc_green's own.
-#include <Python.h>
 #include <ev.h>
 #include <time.h>
 
@@ -23,17 +22,18 @@ class NativeIo final : public IoWatcher {
   }
   ~NativeIo() override { ev_io_stop(loop_, &w_); }
 
-  void Set(int events) override {
-    if (events == events_) return;
+  bool Set(int events) override {
+    if (events == events_) return true;
     events_ = events;
     ev_io_stop(loop_, &w_);
-    if (!events) return;
+    if (!events) return true;
     ev_io_set(&w_, w_.fd, ((events & kIoRead) ? EV_READ : 0) | ((events & kIoWrite) ? EV_WRITE : 0));
     ev_io_start(loop_, &w_);
+    return true;
   }
 
  private:
-  static void OnEvent(struct ev_loop*, ev_io* w, int revents) {
+  static void OnEvent(struct ev_loop*, ev_io* w, int revents) noexcept {
     auto* self = static_cast<NativeIo*>(w->data);
     self->handler_->OnIo(((revents & EV_READ) ? kIoRead : 0) | ((revents & EV_WRITE) ? kIoWrite : 0));
   }
@@ -50,19 +50,20 @@ class NativeTimer final : public Timer {
   }
   ~NativeTimer() override { ev_timer_stop(loop_, &w_); }
 
-  void Start(double after) override {
+  bool Start(double after) override {
     ev_timer_stop(loop_, &w_);
     // The loop's cached time may lag behind when callbacks ran long; take
     // a fresh reading so the timer never fires late.
     ev_now_update(loop_);
     ev_timer_set(&w_, after > 0 ? after : 0., 0.);
     ev_timer_start(loop_, &w_);
+    return true;
   }
   void Stop() override { ev_timer_stop(loop_, &w_); }
   bool active() const override { return ev_is_active(&w_); }
 
  private:
-  static void OnEvent(struct ev_loop*, ev_timer* w, int) {
+  static void OnEvent(struct ev_loop*, ev_timer* w, int) noexcept {
     static_cast<NativeTimer*>(w->data)->handler_->OnTimer();
   }
   struct ev_loop* loop_;
@@ -74,9 +75,12 @@ class NativeIoManager final : public IoManager {
  public:
   // Each hub owns a loop of its own: EVFLAG_NOSIGMASK keeps libev away from
   // the process's signal mask, EVFLAG_NOENV from the environment.
-  NativeIoManager() : loop_(ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV | EVFLAG_NOSIGMASK)) {
-    // Other threads (with hubs of their own) run while this one polls.
-    if (loop_) ev_set_loop_release_cb(loop_, ReleaseGil, AcquireGil);
+  explicit NativeIoManager(PollHooks hooks)
+      : hooks_(hooks), loop_(ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV | EVFLAG_NOSIGMASK)) {
+    if (loop_ && hooks_.before && hooks_.after) {
+      ev_set_userdata(loop_, this);
+      ev_set_loop_release_cb(loop_, Release, Acquire);
+    }
   }
   ~NativeIoManager() override {
     if (loop_) ev_loop_destroy(loop_);
@@ -94,17 +98,23 @@ class NativeIoManager final : public IoManager {
   }
 
  private:
-  static void ReleaseGil(struct ev_loop* loop) noexcept { ev_set_userdata(loop, PyEval_SaveThread()); }
-  static void AcquireGil(struct ev_loop* loop) noexcept {
-    PyEval_RestoreThread(static_cast<PyThreadState*>(ev_userdata(loop)));
+  static void Release(struct ev_loop* loop) noexcept {
+    auto* self = static_cast<NativeIoManager*>(ev_userdata(loop));
+    self->token_ = self->hooks_.before();
   }
+  static void Acquire(struct ev_loop* loop) noexcept {
+    auto* self = static_cast<NativeIoManager*>(ev_userdata(loop));
+    self->hooks_.after(self->token_);
+  }
+  PollHooks hooks_;
+  void* token_ = nullptr;
   struct ev_loop* loop_;
 };
 
 }  // namespace
 
-std::unique_ptr<IoManager> NewNativeIoManager() {
-  auto io = std::make_unique<NativeIoManager>();
+std::unique_ptr<IoManager> NewNativeIoManager(PollHooks hooks) {
+  auto io = std::make_unique<NativeIoManager>(hooks);
   if (!io->ok()) return nullptr;
   return io;
 }

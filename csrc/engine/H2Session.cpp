@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 
 namespace grpc_green {
 
@@ -26,6 +27,8 @@ H2Session::H2Session(Role role, Delegate* delegate, const H2Settings& settings)
   // grpc-message values may end in spaces (percent-encoding leaves them
   // alone); RFC 9113's whitespace rule would reset such streams.
   nghttp2_option_set_no_rfc9113_leading_and_trailing_ws_validation(option, 1);
+  // A server checks requests itself (CheckRequestField): see the header.
+  if (role == kServer) nghttp2_option_set_no_http_messaging(option, 1);
 #ifdef GRPC_GREEN_HAVE_STREAM_RESET_RATE_LIMIT
   // The rapid-reset guard (CVE-2023-44487) ends a connection after a burst
   // of 1000 client resets by default; gRPC clients cancel legitimately (every
@@ -174,7 +177,7 @@ void H2Session::Goaway(uint32_t error_code) {
 void H2Session::CloseAllStreams(uint32_t error_code) {
   while (streams_) {
     H2Stream* s = streams_;
-    s->OnClose(error_code);
+    s->OnClose(error_code);  // noexcept
     if (s->session_ == this) Detach(s);
   }
 }
@@ -217,20 +220,46 @@ H2Stream* H2Session::StreamOf(int32_t id) const {
 }
 
 // ------------------------------------------------------------ callbacks
+//
+// Each static callback is a barrier: its body (a member function) may
+// throw, and the exception fails the callback, which fails the session.
 
-int H2Session::OnBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void* ud) {
+int H2Session::CallbackFailed(const char* what) noexcept {
+  if (error_.empty()) {
+    try {
+      error_ = what;
+    } catch (...) {
+    }
+  }
+  return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+#define GG_H2_CALLBACK(self, body)                 \
+  try {                                            \
+    return body;                                   \
+  } catch (const std::exception& e) {              \
+    return (self)->CallbackFailed(e.what());       \
+  } catch (...) {                                  \
+    return (self)->CallbackFailed("unknown error"); \
+  }
+
+int H2Session::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
   auto* self = static_cast<H2Session*>(ud);
+  GG_H2_CALLBACK(self, self->BeginHeaders(frame));
+}
+
+int H2Session::BeginHeaders(const nghttp2_frame* frame) {
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST ||
-      self->role_ != kServer)
+      role_ != kServer)
     return 0;
   int32_t id = frame->hd.stream_id;
-  H2Stream* s = self->delegate_->NewStream(id);
+  H2Stream* s = delegate_->NewStream(id);
   if (!s) {
-    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
     return 0;
   }
-  self->Attach(s, id);
-  nghttp2_session_set_stream_user_data(session, id, s);
+  Attach(s, id);
+  nghttp2_session_set_stream_user_data(session_, id, s);
   return 0;
 }
 
@@ -238,58 +267,134 @@ int H2Session::OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint
                         size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
                         void* ud) {
   auto* self = static_cast<H2Session*>(ud);
+  GG_H2_CALLBACK(self, self->Header(frame,
+                                    std::string_view(reinterpret_cast<const char*>(name), namelen),
+                                    std::string_view(reinterpret_cast<const char*>(value), valuelen)));
+}
+
+namespace {
+
+// Request pseudo headers, a bit each.
+int PseudoBit(std::string_view name) {
+  if (name == ":method") return 1;
+  if (name == ":scheme") return 2;
+  if (name == ":path") return 4;
+  if (name == ":authority") return 8;
+  return 0;
+}
+constexpr uint8_t kRequiredPseudo = 1 | 2 | 4;
+
+bool IsConnectionSpecific(std::string_view name) {
+  return name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
+         name == "transfer-encoding" || name == "upgrade";
+}
+
+const uint8_t* Bytes(std::string_view v) { return reinterpret_cast<const uint8_t*>(v.data()); }
+
+}  // namespace
+
+bool H2Session::CheckRequestField(H2Stream* s, bool trailers, std::string_view k,
+                                  std::string_view v, bool* keep) {
+  *keep = true;
+  if (k.empty()) {
+    *keep = false;  // nghttp2 drops an empty name too
+    return true;
+  }
+  if (k[0] == ':') {
+    int bit = PseudoBit(k);
+    if (!bit || trailers || s->regular_seen_ || (s->pseudo_seen_ & bit) || v.empty()) return false;
+    s->pseudo_seen_ = static_cast<uint8_t>(s->pseudo_seen_ | bit);
+    if (bit == 1) return nghttp2_check_method(Bytes(v), v.size()) != 0;
+    if (bit == 4) return nghttp2_check_path(Bytes(v), v.size()) != 0;
+    if (bit == 8) return nghttp2_check_authority(Bytes(v), v.size()) != 0;
+    return nghttp2_check_header_value(Bytes(v), v.size()) != 0;
+  }
+  s->regular_seen_ = true;
+  if (!nghttp2_check_header_name(Bytes(k), k.size())) return false;
+  if (IsConnectionSpecific(k)) return false;
+  if (k == "te" && v != "trailers") return false;
+  if (!nghttp2_check_header_value(Bytes(v), v.size())) *keep = false;
+  return true;
+}
+
+void H2Session::RejectMalformed(H2Stream* s) {
+  if (s->malformed) return;
+  s->malformed = true;
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id_, NGHTTP2_PROTOCOL_ERROR);
+}
+
+int H2Session::Header(const nghttp2_frame* frame, std::string_view k, std::string_view v) {
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-  H2Stream* s = self->StreamOf(frame->hd.stream_id);
-  if (!s) return 0;
-  std::string_view k(reinterpret_cast<const char*>(name), namelen);
-  std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+  H2Stream* s = StreamOf(frame->hd.stream_id);
+  if (!s || s->malformed) return 0;
   // After a 1xx block the final response is also a "HEADERS" category
   // block: trailers are what follows the response headers.
   bool trailers = s->headers_received && frame->headers.cat == NGHTTP2_HCAT_HEADERS;
-  if (!trailers && self->role_ == kClient && k == ":status") {
-    int code = 0;
-    for (char c : v) code = code * 10 + (c - '0');  // nghttp2 validated 3 digits
-    s->http_status = code;
-    return 0;
+  if (role_ == kServer) {
+    bool keep;
+    if (!CheckRequestField(s, trailers, k, v, &keep)) {
+      RejectMalformed(s);
+      return 0;
+    }
+    if (!keep) return 0;
+  } else {
+    if (!trailers && k == ":status") {
+      int code = 0;
+      for (char c : v) code = code * 10 + (c - '0');  // nghttp2 validated 3 digits
+      s->http_status = code;
+      return 0;
+    }
+    if (!trailers && s->http_status / 100 == 1) return 0;
+    // A client keeps what the application sees as metadata and the status;
+    // the other reserved headers of a response (content-type,
+    // grpc-accept-encoding, ...) are read by nobody.
+    if (IsReservedHeader(k) && k != "grpc-status" && k != "grpc-message" && k != "user-agent")
+      return 0;
   }
-  if (!trailers && self->role_ == kClient && s->http_status / 100 == 1) return 0;
-  // A client keeps what the application sees as metadata and the status;
-  // the other reserved headers of a response (content-type,
-  // grpc-accept-encoding, ...) are read by nobody.
-  if (self->role_ == kClient && IsReservedHeader(k) && k != "grpc-status" && k != "grpc-message" &&
-      k != "user-agent")
-    return 0;
   Headers& into = trailers ? s->trailers : s->headers;
   // One allocation for a typical block: a request's headers, or a
   // response's headers or trailers (a few each).
-  if (into.empty()) into.reserve(self->role_ == kServer ? 12 : 4);
+  if (into.empty()) into.reserve(role_ == kServer ? 12 : 4);
   into.emplace_back(k, v);
   return 0;
 }
 
 int H2Session::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
   auto* self = static_cast<H2Session*>(ud);
+  GG_H2_CALLBACK(self, self->FrameRecv(frame));
+}
+
+int H2Session::FrameRecv(const nghttp2_frame* frame) {
   if (frame->hd.type == NGHTTP2_GOAWAY) {
-    self->delegate_->OnGoaway(frame->goaway.error_code, frame->goaway.last_stream_id);
+    delegate_->OnGoaway(frame->goaway.error_code, frame->goaway.last_stream_id);
     return 0;
   }
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
-  H2Stream* s = self->StreamOf(frame->hd.stream_id);
-  if (!s) return 0;
+  H2Stream* s = StreamOf(frame->hd.stream_id);
+  if (!s || s->malformed) return 0;
+  bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
   if (frame->hd.type == NGHTTP2_HEADERS) {
-    if (self->role_ == kClient && !s->headers_received && s->http_status / 100 == 1) {
+    if (role_ == kClient && !s->headers_received && s->http_status / 100 == 1) {
       s->http_status = 0;  // informational (1xx): wait for the real response
       return 0;
     }
     if (s->headers_received && frame->headers.cat == NGHTTP2_HCAT_HEADERS) {
+      if (role_ == kServer && !end_stream) {  // request trailers must end the stream
+        RejectMalformed(s);
+        return 0;
+      }
       s->trailers_received = true;
       s->OnTrailers();
     } else {
+      if (role_ == kServer && (s->pseudo_seen_ & kRequiredPseudo) != kRequiredPseudo) {
+        RejectMalformed(s);
+        return 0;
+      }
       s->headers_received = true;
       s->OnHeaders();
     }
   }
-  if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && s->attached()) {
+  if (end_stream && s->attached() && !s->malformed) {
     s->remote_ended = true;
     s->OnRemoteEnd();
   }
@@ -299,16 +404,20 @@ int H2Session::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* u
 int H2Session::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
                            size_t len, void* ud) {
   auto* self = static_cast<H2Session*>(ud);
+  GG_H2_CALLBACK(self, self->DataChunk(stream_id, data, len));
+}
+
+int H2Session::DataChunk(int32_t stream_id, const uint8_t* data, size_t len) {
   // The connection window comes back at once: the per-stream windows are
   // what bounds buffering, and a slow stream must not stall the others.
-  nghttp2_session_consume_connection(self->session_, len);
-  H2Stream* s = self->StreamOf(stream_id);
-  if (!s || s->deframer.failed()) return 0;
+  nghttp2_session_consume_connection(session_, len);
+  H2Stream* s = StreamOf(stream_id);
+  if (!s || s->malformed || s->deframer.failed()) return 0;
   s->unconsumed += len;
   size_t before = s->deframer.messages().size();
   bool ok = s->deframer.Feed(data, len);
   if (!ok || s->deframer.messages().size() != before) s->OnMessages();
-  if (s->attached()) self->Consumed(s);
+  if (s->attached()) Consumed(s);
   return 0;
 }
 
@@ -316,16 +425,20 @@ int H2Session::OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error
   auto* self = static_cast<H2Session*>(ud);
   H2Stream* s = self->StreamOf(stream_id);
   if (!s) return 0;
-  s->OnClose(error_code);
+  s->OnClose(error_code);  // noexcept
   self->Detach(s);
   return 0;
 }
 
-ssize_t H2Session::ReadBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
-                            size_t length, uint32_t* data_flags, nghttp2_data_source*,
-                            void* ud) {
+ssize_t H2Session::ReadBody(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
+                            uint32_t* data_flags, nghttp2_data_source*, void* ud) {
   auto* self = static_cast<H2Session*>(ud);
-  H2Stream* s = self->StreamOf(stream_id);
+  GG_H2_CALLBACK(self, self->ReadStreamBody(stream_id, buf, length, data_flags));
+}
+
+ssize_t H2Session::ReadStreamBody(int32_t stream_id, uint8_t* buf, size_t length,
+                                  uint32_t* data_flags) {
+  H2Stream* s = StreamOf(stream_id);
   if (!s) {
     // The owner abandoned the stream; a reset is already queued.
     *data_flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -353,12 +466,8 @@ ssize_t H2Session::ReadBody(nghttp2_session* session, int32_t stream_id, uint8_t
       if (s->has_trailers) {
         std::vector<nghttp2_nv> nva;
         nva.reserve(s->send_trailers.size());
-        for (auto& h : s->send_trailers) {
-          nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(h.first.data())),
-                         reinterpret_cast<uint8_t*>(const_cast<char*>(h.second.data())),
-                         h.first.size(), h.second.size(), NGHTTP2_NV_FLAG_NONE});
-        }
-        if (nghttp2_submit_trailer(session, stream_id, nva.data(), nva.size()) == 0)
+        for (auto& h : s->send_trailers) nva.push_back(MakeNv(h.first, h.second));
+        if (nghttp2_submit_trailer(session_, stream_id, nva.data(), nva.size()) == 0)
           *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         s->has_trailers = false;
       }
@@ -394,7 +503,12 @@ int H2Session::OnError(nghttp2_session*, int lib_error_code, const char* msg, si
       lib_error_code == NGHTTP2_ERR_FRAME_SIZE_ERROR || lib_error_code == NGHTTP2_ERR_HEADER_COMP ||
       lib_error_code == NGHTTP2_ERR_SETTINGS_EXPECTED || lib_error_code == NGHTTP2_ERR_BAD_CLIENT_MAGIC ||
       lib_error_code == NGHTTP2_ERR_FLOODED) {
-    if (self->error_.empty()) self->error_.assign(msg, len);
+    if (self->error_.empty()) {
+      try {
+        self->error_.assign(msg, len);
+      } catch (...) {
+      }
+    }
   }
   return 0;
 }
