@@ -252,9 +252,7 @@ void Hub::EndThread() noexcept {
   PyErr_Fetch(&type, &value, &tb);
   if (t_hub == this) t_hub = nullptr;
   ended_ = true;
-  // Sockets close without a byte written; channels and servers still held
-  // elsewhere see them closed.
-  DropAll();
+  Ref();  // this hub lives to the end of this function
   // Nothing runs here again: queued work goes, pool greenlets and the hub
   // greenlet are released (greenlet kills those still suspended).
   while (ReadyNode* n = PopReady()) {
@@ -263,9 +261,13 @@ void Hub::EndThread() noexcept {
   idle_workers_.clear();
   hub_greenlet_.reset();
   main_greenlet_.reset();
+  // Sockets close without a byte written (channels and servers still held
+  // elsewhere see them closed); the dead are freed.
+  Stop();
   if (PyErr_Occurred()) PyErr_WriteUnraisable(nullptr);
   PyErr_Restore(type, value, tb);
   Unref();  // the thread's reference
+  Unref();  // and ours: the hub goes unless something made on it is left
 }
 
 void Hub::AfterForkInChild() {

@@ -100,6 +100,18 @@ def _serialize(serializer, request):
         raise _InactiveRpcError(StatusCode.INTERNAL, "Exception serializing request!")
 
 
+def _logged(fn, *args):
+    """fn(*args) for a done callback: what it raises is logged, as grpcio logs it."""
+
+    def run():
+        try:
+            fn(*args)
+        except Exception as e:
+            _LOGGER.error("Exception in callback %s: %s", repr(fn), repr(e))
+
+    return run
+
+
 class _MultiCallable:
     """What every multicallable holds: its channel, method and codecs."""
 
@@ -168,8 +180,8 @@ class _UnaryFuture(_api.Future, _api.Call):
         for fn in callbacks:
             try:
                 fn(self)
-            except Exception:  # grpcio logs and goes on
-                pass
+            except Exception as e:  # logged as grpcio logs it, and the others run
+                _LOGGER.error("Exception in callback %s: %s", repr(fn), repr(e))
 
     # Future
     def cancel(self):
@@ -338,7 +350,7 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
         return False
 
     def add_callback(self, callback):
-        return self._call.add_done_callback(callback)
+        return self._call.add_done_callback(_logged(callback))
 
     def initial_metadata(self):
         return self._call.initial_metadata()
@@ -418,7 +430,7 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
             return sys.exc_info()[2]
 
     def add_done_callback(self, fn):
-        if not self._call.add_done_callback(lambda: fn(self)):
+        if not self._call.add_done_callback(_logged(fn, self)):
             fn(self)
 
     def __str__(self):
@@ -509,15 +521,17 @@ _OPTION_KEYS = {
 
 def _core_options(options):
     kwargs = {}
-    user_agent = _USER_AGENT
+    primary = secondary = None
     for key, value in options or ():
         if key in _OPTION_KEYS:
             kwargs[_OPTION_KEYS[key]] = value
         elif key == "grpc.primary_user_agent":
-            user_agent = "{} {}".format(value, _USER_AGENT)
+            primary = value
         elif key == "grpc.secondary_user_agent":
-            user_agent = "{} {}".format(_USER_AGENT, value)
-    kwargs["user_agent"] = user_agent
+            secondary = value
+    # grpcio's order: the application's primary part, the library's own,
+    # the application's secondary part.
+    kwargs["user_agent"] = " ".join(p for p in (primary, _USER_AGENT, secondary) if p)
     return kwargs
 
 

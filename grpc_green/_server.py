@@ -15,6 +15,7 @@ _OK = StatusCode.OK.value[0]
 _UNKNOWN = StatusCode.UNKNOWN.value[0]
 _INTERNAL = StatusCode.INTERNAL.value[0]
 _UNIMPLEMENTED = StatusCode.UNIMPLEMENTED.value[0]
+_STATUS_TO_INT = {member: member.value[0] for member in StatusCode}
 
 
 class _HandlerCallDetails(
@@ -110,7 +111,9 @@ class _Context(_api.ServicerContext):
 
     # status to send
     def _final(self, default_code, default_details):
-        code = default_code if self._code is None else self._code.value[0]
+        # A code that is not a StatusCode (a plain int, say) ends the call
+        # UNKNOWN, as grpcio ends it.
+        code = default_code if self._code is None else _STATUS_TO_INT.get(self._code, _UNKNOWN)
         details = default_details if self._details is None else self._details
         if isinstance(details, bytes):
             details = details.decode("utf-8", "replace")
@@ -123,6 +126,8 @@ class _Server(_api.Server):
         for key, value in options or ():
             if key == "grpc.max_receive_message_length":
                 kwargs["max_receive_message_length"] = value
+            elif key == "grpc.max_send_message_length":
+                kwargs["max_send_message_length"] = value
             elif key == "grpc.max_concurrent_streams":
                 kwargs["max_concurrent_streams"] = value
             elif key in ("grpc.http2.initial_window_size", "grpc.http2.lookahead_bytes"):
@@ -188,6 +193,16 @@ class _Server(_api.Server):
     def wait_for_termination(self, timeout=None):
         """Parks until the server stops; True if ``timeout`` passed first."""
         return not self._core.termination().wait(timeout)
+
+    def __del__(self):
+        # A server dropped without stop() stops as grpcio's does: its calls
+        # end and its port closes.
+        core = getattr(self, "_core", None)
+        if core is not None:
+            try:
+                core.stop(None)
+            except RuntimeError:
+                pass  # made on another thread's hub, or before a fork
 
     # per RPC
     def _lookup(self, method, call):

@@ -55,6 +55,17 @@ bool Reactor::RunPass(bool nowait) {
   return io_->RunOnce(nowait);
 }
 
+void Reactor::Stop() noexcept {
+  DropAll();
+  stopped_ = true;
+  // The dead hold references to this reactor (calls do): freeing them may
+  // free it, so nothing of `this` is touched after the last one.
+  Deferred* dead = std::exchange(graveyard_older_, nullptr);
+  Deferred* more = std::exchange(graveyard_, nullptr);
+  FreeAll(dead);
+  FreeAll(more);
+}
+
 void Reactor::DropAll() noexcept {
   std::unordered_set<Droppable*> drop;
   drop.swap(droppable_);

@@ -93,6 +93,10 @@ class Reactor {
   // Frees `d` between passes: at the next reap, or one pass later when
   // others were woken before it died (they may still hold it).
   void DeferDelete(Deferred* d) noexcept {
+    if (stopped_) {  // no pass will come: nothing can be inside a handler
+      delete d;
+      return;
+    }
     d->next_dead_ = graveyard_;
     graveyard_ = d;
     Poke();
@@ -116,6 +120,11 @@ class Reactor {
   // Closes every tracked socket without writing (a forked child, an ended
   // thread): the owners see closed connections and listeners.
   void DropAll() noexcept;
+  // The loop will never run again (its thread ended): sockets are dropped,
+  // the dead freed, and what dies from now on is freed at once. The
+  // reactor itself lives on while engine objects still refer to it.
+  void Stop() noexcept;
+  bool stopped() const { return stopped_; }
 
   void Ref() noexcept { ++refs_; }
   void Unref() noexcept {
@@ -131,6 +140,7 @@ class Reactor {
   static void FreeAll(Deferred* dead) noexcept;
 
   size_t refs_ = 1;  // the creator's
+  bool stopped_ = false;
   Flushable* dirty_head_ = nullptr;
   Flushable* dirty_tail_ = nullptr;
   bool flushing_ = false;
