@@ -24,6 +24,7 @@ COLORS = {
     "grpcio_sync": "#1565c0",
     "grpcio_aio": "#64b5f6",
     "grpcio_gevent": "#b0bec5",
+    "pygrpc_native": "#8e24aa",
     "cpp": "#ef6c00",
     "cpp_async": "#ffb74d",
     "nghttpd": "#757575",

@@ -5,7 +5,8 @@ Each server runs pinned to one core (taskset -c 0), h2load runs pinned to the
 other (taskset -c 1) and drives 4 connections x 16 concurrent streams of unary
 bench.Echo/Unary calls, once with a 16-byte and once with a 16-KiB payload.
 Servers: grpc_green on its native hub and on gevent's hub, grpcio sync,
-grpcio asyncio, grpcio under gevent (init_gevent), two C++ gRPC servers
+grpcio asyncio, grpcio under gevent (init_gevent), pygrpc-native (a
+grpcio-compatible server whose HTTP/2 runs in Rust), two C++ gRPC servers
 (callback API: build/bench/echo_server_cb; async API, one thread:
 build/bench/echo_server_cpp) and nghttpd (raw HTTP/2, no gRPC).
 Before and after each measured run the harness checks with nghttp that a call
@@ -49,6 +50,11 @@ RESULTS = os.path.join(BENCH, "results")
 PATH = "/bench.Echo/Unary"
 GRPC_HEADERS = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
 SERVER_SCRIPT = os.path.join(BENCH, "servers", "echo_server.py")
+# Python rows with a script of their own (run without a MODE argument); the
+# other Python rows run SERVER_SCRIPT with their key as MODE.
+OWN_SCRIPTS = {
+    "pygrpc_native": os.path.join(BENCH, "servers", "echo_server_pygrpc_native.py"),
+}
 # C++ servers: callback API (bench/servers/echo_server_cb.cc, the issue's
 # comparison) and the client benchmark's async-API one-thread server
 # (bench/cpp/echo_server.cc). Both built by make.
@@ -68,6 +74,7 @@ SERVERS = {
     "grpcio_sync": ("grpcio sync (ThreadPoolExecutor 16)", "python"),
     "grpcio_aio": ("grpcio asyncio (grpc.aio)", "python"),
     "grpcio_gevent": ("grpcio + gevent (init_gevent)", "python"),
+    "pygrpc_native": ("pygrpc-native 0.5 (1 I/O thread, TPE 16)", "python"),
     "cpp": ("C++ gRPC callback API (libgrpc++)", "cpp"),
     "cpp_async": ("C++ gRPC async API, 1 thread (libgrpc++)", "cpp"),
     "nghttpd": ("nghttpd, static file (no gRPC)", "nghttpd"),
@@ -395,7 +402,8 @@ def make_server(name, args, files):
     env.pop("GRPC_GREEN_HUB", None)
     if name == "grpc_green":
         env["GRPC_GREEN_HUB"] = "native"
-    return Server(name, pinned(args.server_core, [sys.executable, SERVER_SCRIPT, name]),
+    script = [OWN_SCRIPTS[name]] if name in OWN_SCRIPTS else [SERVER_SCRIPT, name]
+    return Server(name, pinned(args.server_core, [sys.executable] + script),
                   env=env, workdir=ROOT, info_line=True)
 
 
