@@ -5,12 +5,14 @@
 #   make bench  side-by-side throughput against grpcio: servers (h2load) and
 #               clients (against a C++ gRPC server, build/bench/echo_server_cpp)
 #   make asan   extension built with AddressSanitizer, test suite under it
+#   make lint   formatting and layering checks (make test runs it)
 
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-SYSTEM_PACKAGES := g++ make pkg-config libev-dev libnghttp2-dev libgtest-dev nghttp2-client nghttp2-server
+SYSTEM_PACKAGES := g++ make pkg-config libev-dev libnghttp2-dev libgtest-dev nghttp2-client nghttp2-server \
+                   clang-format
 CXX ?= g++
 PY_CONFIG_CFLAGS = $(shell $(PY) -c "import sysconfig;print('-I'+sysconfig.get_paths()['include'])")
 GTEST_BIN := build/gtest/grpc_green_tests
@@ -19,7 +21,7 @@ CORE_SO = $(wildcard grpc_green/_core*.so)
 # same list); make adds -Werror, a build from source does not.
 WARNINGS := -Wall -Wextra -Wconversion
 
-.PHONY: all deps system-deps venv metadata build demo test gtest pytest bench bench-deps bench-venv asan clean
+.PHONY: all deps system-deps venv metadata build demo test lint gtest pytest bench bench-deps bench-venv asan clean
 
 all: build
 
@@ -78,7 +80,17 @@ pytest: build
 	GRPC_GREEN_HUB=gevent $(PY) -m pytest -q tests \
 	  --ignore=tests/test_gevent.py --ignore=tests/test_examples.py
 
-test: build gtest pytest
+test: lint build gtest pytest
+
+# --- lint -------------------------------------------------------------------
+# C++ formatting (.clang-format), and the engine's layering: nothing in
+# csrc/engine may include Python or greenlet.
+CXX_SOURCES = $(wildcard csrc/*.cpp csrc/*.hpp csrc/engine/*.cpp csrc/engine/*.hpp csrc/tests/*.cpp csrc/tests/*.hpp)
+
+lint: deps
+	clang-format --dry-run --Werror $(CXX_SOURCES)
+	@if grep -nE '^\s*#\s*include\s*[<"](Python|greenlet|structmember|pythread)\.h[">]' csrc/engine/*; then \
+	  echo "csrc/engine must not use Python (see csrc/engine/Reactor.hpp)"; exit 1; fi
 
 # --- demo and benchmark -----------------------------------------------------
 

@@ -24,9 +24,9 @@ class GreenCall final : public ClientCall {
  public:
   explicit GreenCall(bool unary_response) : ClientCall(unary_response) {}
 
-  WaitList recv_wait;  // readers, and whoever waits for the status
-  WaitList send_wait;  // writers waiting for the send window
-  WaitList md_wait;    // waiting for the initial metadata
+  WaitList recv_wait;     // readers, and whoever waits for the status
+  WaitList send_wait;     // writers waiting for the send window
+  WaitList md_wait;       // waiting for the initial metadata
   OwnedObject callbacks;  // list: spawned when the call ends
 
  protected:
@@ -109,9 +109,13 @@ CallPtr StartCall(Channel* channel, BorrowedObject path, BorrowedObject timeout,
 // ------------------------------------------------------------ _core.Channel
 
 int Channel_init(PyChannelObject* self, PyObject* args, PyObject* kwds) {
-  static const char* kwlist[] = {"target",     "max_receive_message_length",
-                                 "max_send_message_length", "authority",
-                                 "user_agent", "initial_window_size", nullptr};
+  static const char* kwlist[] = {"target",
+                                 "max_receive_message_length",
+                                 "max_send_message_length",
+                                 "authority",
+                                 "user_agent",
+                                 "initial_window_size",
+                                 nullptr};
   const char* target;
   long long max_recv = 4 * 1024 * 1024, max_send = -1, window = 0;
   const char* authority = "";
@@ -343,12 +347,11 @@ PyMethodDef Call_methods[] = {
     {"add_done_callback", GG_METHOD(Call_add_done_callback), METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr}};
 
-PyGetSetDef Call_getset[] = {
-    {"code", reinterpret_cast<getter>(GG_ENTRY(Call_get_code)), nullptr,
-     "Status code, None while active.", nullptr},
-    {"details", reinterpret_cast<getter>(GG_ENTRY(Call_get_details)), nullptr,
-     "Status details, None while active.", nullptr},
-    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+PyGetSetDef Call_getset[] = {{"code", reinterpret_cast<getter>(GG_ENTRY(Call_get_code)), nullptr,
+                              "Status code, None while active.", nullptr},
+                             {"details", reinterpret_cast<getter>(GG_ENTRY(Call_get_details)),
+                              nullptr, "Status details, None while active.", nullptr},
+                             {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 // start(path, timeout, metadata, wait_for_ready, request_or_None, unary_response) -> Call
 PyObject* Channel_start(PyChannelObject* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -404,7 +407,15 @@ struct PyUnaryObject {
 };
 
 // __call__'s parameters, grpcio's names and order.
-enum UnaryArg { kRequest, kTimeout, kMetadata, kCredentials, kWaitForReady, kCompression, kNumArgs };
+enum UnaryArg {
+  kRequest,
+  kTimeout,
+  kMetadata,
+  kCredentials,
+  kWaitForReady,
+  kCompression,
+  kNumArgs
+};
 const char* const kUnaryArgNames[kNumArgs] = {"request",     "timeout",        "metadata",
                                               "credentials", "wait_for_ready", "compression"};
 // Interned when the type is first instantiated; kept for the process.
@@ -476,16 +487,16 @@ PyObject* RaiseRpcError(PyUnaryObject* self, int code, const std::string& detail
     Py_XDECREF(tb);
     pending = OwnedObject::consuming(value);
   }
-  OwnedObject d = OwnedObject::consuming(PyUnicode_DecodeUTF8(
-      details.data(), static_cast<Py_ssize_t>(details.size()), "replace"));
+  OwnedObject d = OwnedObject::consuming(
+      PyUnicode_DecodeUTF8(details.data(), static_cast<Py_ssize_t>(details.size()), "replace"));
   OwnedObject initial =
       OwnedObject::consuming(MetadataToPython(call ? call->initial_headers() : nullptr));
   OwnedObject trailing =
       OwnedObject::consuming(MetadataToPython(call ? call->trailing_headers() : nullptr));
   if (!d || !initial || !trailing) return nullptr;
-  OwnedObject exc = OwnedObject::consuming(PyObject_CallMethod(
-      reinterpret_cast<PyObject*>(self), "_fail", "iOOO", code, d.get(), initial.get(),
-      trailing.get()));
+  OwnedObject exc =
+      OwnedObject::consuming(PyObject_CallMethod(reinterpret_cast<PyObject*>(self), "_fail", "iOOO",
+                                                 code, d.get(), initial.get(), trailing.get()));
   if (!exc) return nullptr;
   if (!PyExceptionInstance_Check(exc.get())) {
     PyErr_SetString(PyExc_TypeError, "_fail() must return an exception");
@@ -502,8 +513,8 @@ PyObject* RaiseRpcError(PyUnaryObject* self, int code, const std::string& detail
 // The whole unary call. Returns the response, or with `with_metadata`
 // (response, initial_metadata, trailing_metadata); raises the RpcError of a
 // call that did not end OK.
-PyObject* UnaryInvoke(PyUnaryObject* self, PyObject* request, PyObject* timeout,
-                      PyObject* metadata, PyObject* wait_for_ready, bool with_metadata) {
+PyObject* UnaryInvoke(PyUnaryObject* self, PyObject* request, PyObject* timeout, PyObject* metadata,
+                      PyObject* wait_for_ready, bool with_metadata) {
   if (!self->core) return PyErr_Format(PyExc_ValueError, "channel not initialised");
   Channel* channel = UsableChannel(reinterpret_cast<PyChannelObject*>(self->core.get()));
   if (!channel) return nullptr;
@@ -525,8 +536,8 @@ PyObject* UnaryInvoke(PyUnaryObject* self, PyObject* request, PyObject* timeout,
   }
   CallPtr call;
   try {
-    call = StartCall(channel, self->method.borrow(), timeout, metadata, wfr == 1,
-                     payload.borrow(), true);
+    call = StartCall(channel, self->method.borrow(), timeout, metadata, wfr == 1, payload.borrow(),
+                     true);
   } catch (const PyErrOccurred&) {
     if (!PyErr_ExceptionMatches(InvalidMetadataError)) return nullptr;
     // grpcio fails the call locally; the cause says what was wrong.
@@ -548,8 +559,7 @@ PyObject* UnaryInvoke(PyUnaryObject* self, PyObject* request, PyObject* timeout,
         OwnedObject::consuming(PyObject_CallOneArg(self->deserializer.get(), response.get()));
     if (!response) {
       if (!PyErr_ExceptionMatches(PyExc_Exception)) return nullptr;
-      return RaiseRpcError(self, kInternal, "Exception deserializing response!", call.get(),
-                           true);
+      return RaiseRpcError(self, kInternal, "Exception deserializing response!", call.get(), true);
     }
   }
   if (!with_metadata) return response.relinquish();
@@ -565,8 +575,8 @@ PyObject* Unary_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
                            PyObject* kwnames) {
   PyObject* a[kNumArgs];
   if (!ParseUnaryArgs(args, nargsf, kwnames, a)) return nullptr;
-  return UnaryInvoke(reinterpret_cast<PyUnaryObject*>(self), a[kRequest], a[kTimeout],
-                     a[kMetadata], a[kWaitForReady], false);
+  return UnaryInvoke(reinterpret_cast<PyUnaryObject*>(self), a[kRequest], a[kTimeout], a[kMetadata],
+                     a[kWaitForReady], false);
 }
 
 // _invoke(request, timeout, metadata, wait_for_ready) -> (response, initial, trailing)
@@ -606,8 +616,8 @@ PyObject* Unary_new(PyTypeObject* type, PyObject*, PyObject*) {
   if (!InternUnaryArgNames()) return nullptr;
   auto* self = reinterpret_cast<PyUnaryObject*>(type->tp_alloc(type, 0));
   if (!self) return nullptr;
-  for (OwnedObject* m : {&self->channel, &self->core, &self->method, &self->serializer,
-                         &self->deserializer})
+  for (OwnedObject* m :
+       {&self->channel, &self->core, &self->method, &self->serializer, &self->deserializer})
     Construct(m);
   self->vectorcall = GG_ENTRY(Unary_vectorcall);
   return reinterpret_cast<PyObject*>(self);
@@ -631,8 +641,8 @@ int Unary_clear(PyUnaryObject* self) {
 // also releases their class.
 void Unary_dealloc(PyUnaryObject* self) {
   PyObject_GC_UnTrack(self);
-  for (OwnedObject* m : {&self->channel, &self->core, &self->method, &self->serializer,
-                         &self->deserializer})
+  for (OwnedObject* m :
+       {&self->channel, &self->core, &self->method, &self->serializer, &self->deserializer})
     Destroy(m);
   Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
 }
@@ -692,10 +702,11 @@ PyTypeObject PyUnaryUnary_Type = [] {
   PyTypeObject t = EmptyTypeObject();
   t.tp_name = "grpc_green._core.UnaryUnary";
   t.tp_basicsize = sizeof(PyUnaryObject);
-  t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
-               Py_TPFLAGS_HAVE_VECTORCALL;
-  t.tp_doc = "UnaryUnary(channel, method, serializer=None, deserializer=None): calling it "
-             "runs one unary call.";
+  t.tp_flags =
+      Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
+  t.tp_doc =
+      "UnaryUnary(channel, method, serializer=None, deserializer=None): calling it "
+      "runs one unary call.";
   t.tp_vectorcall_offset = offsetof(PyUnaryObject, vectorcall);
   t.tp_call = PyVectorcall_Call;  // subclasses, which do not inherit vectorcall
   t.tp_new = GG_ENTRY(Unary_new);

@@ -9,8 +9,8 @@ PyObject* InvalidMetadataError = nullptr;
 
 bool AddMetadataTypes(PyObject* module) {
   if (!InvalidMetadataError) {
-    InvalidMetadataError = PyErr_NewException("grpc_green._core.InvalidMetadataError",
-                                              PyExc_ValueError, nullptr);
+    InvalidMetadataError =
+        PyErr_NewException("grpc_green._core.InvalidMetadataError", PyExc_ValueError, nullptr);
     if (!InvalidMetadataError) return false;
   }
   return PyModule_AddObjectRef(module, "InvalidMetadataError", InvalidMetadataError) == 0;

@@ -77,7 +77,8 @@ PyObject* Event_wait(PyEventObject* self, PyObject* const* args, Py_ssize_t narg
   if (!ParseTimeout(nargs > 0 ? args[0] : nullptr, &timeout)) return nullptr;
   if (!Hub::Get()) return nullptr;
   double deadline = timeout < 0 ? -1 : MonotonicNow() + timeout;
-  OwnedObject keep = OwnedObject::owning(reinterpret_cast<PyObject*>(self));  // the list outlives the wait
+  OwnedObject keep =
+      OwnedObject::owning(reinterpret_cast<PyObject*>(self));  // the list outlives the wait
   auto w = std::make_unique<Waiter>();
   self->waiters.push_back(w.get());
   Waiter::Result r = Waiter::kWoken;
@@ -192,7 +193,8 @@ PyMethodDef module_methods[] = {
     {"kill", GG_METHOD(mod_kill), METH_FASTCALL,
      "kill(greenlet, exception): the hub throws exception into greenlet on its next pass."},
     {"monotonic", GG_METHOD(mod_monotonic), METH_NOARGS, "The clock deadlines are measured on."},
-    {"sleep", GG_METHOD(mod_sleep), METH_O, "sleep(seconds): parks the calling greenlet; 0 yields."},
+    {"sleep", GG_METHOD(mod_sleep), METH_O,
+     "sleep(seconds): parks the calling greenlet; 0 yields."},
     {nullptr, nullptr, 0, nullptr}};
 
 int module_exec(PyObject* m) {
@@ -200,12 +202,9 @@ int module_exec(PyObject* m) {
   struct {
     const char* name;
     PyTypeObject* type;
-  } types[] = {{"Channel", &PyChannel_Type},
-               {"Call", &PyCall_Type},
-               {"UnaryUnary", &PyUnaryUnary_Type},
-               {"Server", &PyServer_Type},
-               {"ServerCall", &PyServerCall_Type},
-               {"Event", &PyEvent_Type}};
+  } types[] = {{"Channel", &PyChannel_Type},       {"Call", &PyCall_Type},
+               {"UnaryUnary", &PyUnaryUnary_Type}, {"Server", &PyServer_Type},
+               {"ServerCall", &PyServerCall_Type}, {"Event", &PyEvent_Type}};
   for (auto& t : types) {
     if (PyType_Ready(t.type) < 0) return -1;
     if (PyModule_AddObjectRef(m, t.name, reinterpret_cast<PyObject*>(t.type)) < 0) return -1;
@@ -215,12 +214,18 @@ int module_exec(PyObject* m) {
   return 0;
 }
 
-PyModuleDef_Slot module_slots[] = {
-    {Py_mod_exec, reinterpret_cast<void*>(GG_ENTRY(module_exec))}, {0, nullptr}};
+PyModuleDef_Slot module_slots[] = {{Py_mod_exec, reinterpret_cast<void*>(GG_ENTRY(module_exec))},
+                                   {0, nullptr}};
 
-PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "grpc_green._core",
-                          "grpc_green's engine: hub, HTTP/2 and calls.", 0, module_methods,
-                          module_slots, nullptr, nullptr, nullptr};
+PyModuleDef module_def = {PyModuleDef_HEAD_INIT,
+                          "grpc_green._core",
+                          "grpc_green's engine: hub, HTTP/2 and calls.",
+                          0,
+                          module_methods,
+                          module_slots,
+                          nullptr,
+                          nullptr,
+                          nullptr};
 
 }  // namespace
 

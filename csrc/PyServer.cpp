@@ -24,8 +24,8 @@ namespace {
 // A server call and the greenlets waiting on it.
 class GreenServerCall final : public ServerCall {
  public:
-  WaitList recv_wait;  // the request reader
-  WaitList send_wait;  // a writer waiting for the send window
+  WaitList recv_wait;       // the request reader
+  WaitList send_wait;       // a writer waiting for the send window
   OwnedObject callbacks;    // list or empty: spawned when the stream closes
   OwnedObject method_name;  // the method as a str, shared by the calls of one method
 

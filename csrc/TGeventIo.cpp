@@ -57,8 +57,12 @@ bool InitNames() {
   if (names) return true;
   if (PyType_Ready(&LoopCallbackType) < 0) return false;
   auto n = std::make_unique<Names>();
-  for (auto [field, text] : {std::pair{&n->io, "io"}, {&n->timer, "timer"}, {&n->start, "start"},
-                             {&n->stop, "stop"}, {&n->close, "close"}, {&n->update, "update"}}) {
+  for (auto [field, text] : {std::pair{&n->io, "io"},
+                             {&n->timer, "timer"},
+                             {&n->start, "start"},
+                             {&n->stop, "stop"},
+                             {&n->close, "close"},
+                             {&n->update, "update"}}) {
     *field = OwnedObject::consuming(PyUnicode_InternFromString(text));
     if (!*field) return false;
   }
@@ -101,7 +105,8 @@ class Watch {
       cb->arg = arg;
       cb_ = OwnedObject::consuming(reinterpret_cast<PyObject*>(cb));
     }
-    OwnedObject start = OwnedObject::consuming(PyObject_GetAttr(watcher_.get(), names->start.get()));
+    OwnedObject start =
+        OwnedObject::consuming(PyObject_GetAttr(watcher_.get(), names->start.get()));
     if (!start) return false;
     OwnedObject args1 = OwnedObject::consuming(PyTuple_Pack(1, cb_.get()));
     if (!args1) return false;

@@ -91,8 +91,7 @@ Waiter::Result Waiter::Wait(double timeout) {
   // next step would be to flush: do it before switching, so what this
   // greenlet submitted goes out without waiting for the switch.
   if (!hub_->ready_head_) hub_->FlushDirty();
-  PyObject* r =
-      hub_->CanPollInline(greenlet_.get()) ? hub_->PollInline(this) : hub_->SwitchToHub();
+  PyObject* r = hub_->CanPollInline(greenlet_.get()) ? hub_->PollInline(this) : hub_->SwitchToHub();
   if (timer_) timer_->Stop();
   greenlet_.reset();
   if (queued()) hub_->Unschedule(this);
@@ -333,8 +332,8 @@ bool Hub::EnsureHubGreenlet() {
   if (hub_greenlet_ && PyGreenlet_ACTIVE(AsGreenlet(hub_greenlet_))) return true;
   // Not created yet, or ended (it ends only when the loop found nothing to
   // wait for): make a new one over the same loop.
-  hub_greenlet_ = OwnedObject::consuming(reinterpret_cast<PyObject*>(
-      PyGreenlet_New(run_hub_fn_.get(), AsGreenlet(main_greenlet_))));
+  hub_greenlet_ = OwnedObject::consuming(
+      reinterpret_cast<PyObject*>(PyGreenlet_New(run_hub_fn_.get(), AsGreenlet(main_greenlet_))));
   return bool(hub_greenlet_);
 }
 
@@ -436,8 +435,8 @@ PyObject* Hub::SpawnGreenlet(BorrowedObject callable, BorrowedObject args) {
   if (!EnsureHubGreenlet()) return nullptr;
   auto job = std::make_unique<Job>();
   job->is_job_ = true;
-  job->greenlet = OwnedObject::consuming(reinterpret_cast<PyObject*>(
-      PyGreenlet_New(callable.get(), AsGreenlet(hub_greenlet_))));
+  job->greenlet = OwnedObject::consuming(
+      reinterpret_cast<PyObject*>(PyGreenlet_New(callable.get(), AsGreenlet(hub_greenlet_))));
   if (!job->greenlet) return nullptr;
   job->payload = OwnedObject::owning(args);
   PyObject* g = Py_NewRef(job->greenlet.get());
@@ -621,7 +620,7 @@ PyObject* Hub::Work(PyObject* first) {
     OwnedObject self = CurrentGreenlet();
     if (!self) return nullptr;
     idle_workers_.push_back(std::move(self));
-    if (!ready_head_) FlushDirty();  // as a parking waiter does
+    if (!ready_head_) FlushDirty();               // as a parking waiter does
     job = OwnedObject::consuming(SwitchToHub());  // the hub switches back with the next job
     if (!job) return nullptr;
   }

@@ -98,7 +98,7 @@ class Waiter final : private ReadyNode, private TimerHandler {
  private:
   friend class Hub;
   void OnTimer() noexcept override;
-  Hub* hub_ = nullptr;     // set by the first Wait()
+  Hub* hub_ = nullptr;    // set by the first Wait()
   OwnedObject greenlet_;  // while waiting
   bool woken_ = false;
   std::unique_ptr<Timer> timer_;
@@ -220,10 +220,10 @@ class Hub final : public Reactor {
   bool orphaned_ = false;
   bool ended_ = false;  // its thread has ended
   bool drain_pending_ = false;
-  bool polling_inline_ = false;  // a waiter runs the loop (PollInline)
-  OwnedObject hub_greenlet_;        // ours, or gevent's hub
-  OwnedObject gevent_switch_;       // gevent: hub.switch
-  OwnedObject gevent_run_callback_; // gevent: hub.loop.run_callback
+  bool polling_inline_ = false;      // a waiter runs the loop (PollInline)
+  OwnedObject hub_greenlet_;         // ours, or gevent's hub
+  OwnedObject gevent_switch_;        // gevent: hub.switch
+  OwnedObject gevent_run_callback_;  // gevent: hub.loop.run_callback
   OwnedObject drain_fn_;
   OwnedObject main_greenlet_;
   OwnedObject capsule_;

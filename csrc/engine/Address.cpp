@@ -139,8 +139,8 @@ int OpenListeners(const std::string& address, bool reuseport, std::vector<int>* 
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* res = nullptr;
-  int rv = getaddrinfo(host.empty() || host == "*" ? nullptr : host.c_str(), port.c_str(), &hints,
-                       &res);
+  int rv =
+      getaddrinfo(host.empty() || host == "*" ? nullptr : host.c_str(), port.c_str(), &hints, &res);
   if (rv != 0) {
     *err = gai_strerror(rv);
     return -1;
@@ -164,7 +164,8 @@ int OpenListeners(const std::string& address, bool reuseport, std::vector<int>* 
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), ai->ai_addrlen) < 0 || ::listen(fd, 1024) < 0) {
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), ai->ai_addrlen) < 0 ||
+        ::listen(fd, 1024) < 0) {
       // A dual-stack [::] already covers 0.0.0.0 on the same port.
       last_error = strerror(errno);
       ::close(fd);
@@ -174,9 +175,9 @@ int OpenListeners(const std::string& address, bool reuseport, std::vector<int>* 
       sockaddr_storage got;
       socklen_t len = sizeof got;
       getsockname(fd, reinterpret_cast<sockaddr*>(&got), &len);
-      port_number = ntohs(got.ss_family == AF_INET
-                              ? reinterpret_cast<sockaddr_in*>(&got)->sin_port
-                              : reinterpret_cast<sockaddr_in6*>(&got)->sin6_port);
+      port_number =
+          ntohs(got.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&got)->sin_port
+                                         : reinterpret_cast<sockaddr_in6*>(&got)->sin6_port);
     }
     try {
       opened.push_back(fd);

@@ -66,8 +66,7 @@ class Channel::Backoff final : private TimerHandler {
 
 // ------------------------------------------------------------ ClientCall
 
-ClientCall::ClientCall(bool unary_response)
-    : H2Stream(0), unary_response_(unary_response) {}
+ClientCall::ClientCall(bool unary_response) : H2Stream(0), unary_response_(unary_response) {}
 
 ClientCall::~ClientCall() { Abandon(); }
 
@@ -155,8 +154,7 @@ void ClientCall::FinishFromHeaders(const Headers& src) noexcept {
       const std::string* msg = FindHeader(src, "grpc-message");
       if (parsed == kOk && deframer.has_partial())
         Finish(kInternal, "Stream ended in the middle of a message");
-      else
-        Finish(parsed, msg ? PercentDecode(*msg) : std::string());
+      else Finish(parsed, msg ? PercentDecode(*msg) : std::string());
     } else if (http_status != 200 && http_status != 0) {
       Finish(StatusFromHttpStatus(http_status),
              "Received http2 header with status: " + std::to_string(http_status));
@@ -166,8 +164,9 @@ void ClientCall::FinishFromHeaders(const Headers& src) noexcept {
   } catch (...) {
     // Out of memory for the details: the status alone.
     if (status && ParseGrpcStatus(*status, &parsed)) Finish(parsed, {});
-    else Finish(http_status == 200 || http_status == 0 ? kUnknown
-                                                       : StatusFromHttpStatus(http_status), {});
+    else
+      Finish(http_status == 200 || http_status == 0 ? kUnknown : StatusFromHttpStatus(http_status),
+             {});
   }
 }
 

@@ -29,8 +29,11 @@ namespace grpc_green {
 // itself is gone (socket error, EOF, connection refused, local close).
 constexpr uint32_t kConnectionLost = 0xffffffffu;
 
-class Connection : public Flushable, public IoHandler, public H2Session::Delegate,
-                   public Deferred, public Droppable {
+class Connection : public Flushable,
+                   public IoHandler,
+                   public H2Session::Delegate,
+                   public Deferred,
+                   public Droppable {
  public:
   enum State { kConnecting, kReady, kClosed };
 

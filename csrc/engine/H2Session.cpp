@@ -100,9 +100,7 @@ bool H2Session::CollectOutput(std::string& out) {
   }
 }
 
-bool H2Session::WantsOutput() const {
-  return session_ && nghttp2_session_want_write(session_);
-}
+bool H2Session::WantsOutput() const { return session_ && nghttp2_session_want_write(session_); }
 
 bool H2Session::WantsIo() const {
   return session_ && (nghttp2_session_want_read(session_) || nghttp2_session_want_write(session_));
@@ -234,12 +232,12 @@ int H2Session::CallbackFailed(const char* what) noexcept {
   return NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
-#define GG_H2_CALLBACK(self, body)                 \
-  try {                                            \
-    return body;                                   \
-  } catch (const std::exception& e) {              \
-    return (self)->CallbackFailed(e.what());       \
-  } catch (...) {                                  \
+#define GG_H2_CALLBACK(self, body)                  \
+  try {                                             \
+    return body;                                    \
+  } catch (const std::exception& e) {               \
+    return (self)->CallbackFailed(e.what());        \
+  } catch (...) {                                   \
     return (self)->CallbackFailed("unknown error"); \
   }
 
@@ -264,12 +262,11 @@ int H2Session::BeginHeaders(const nghttp2_frame* frame) {
 }
 
 int H2Session::OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
-                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
-                        void* ud) {
+                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* ud) {
   auto* self = static_cast<H2Session*>(ud);
-  GG_H2_CALLBACK(self, self->Header(frame,
-                                    std::string_view(reinterpret_cast<const char*>(name), namelen),
-                                    std::string_view(reinterpret_cast<const char*>(value), valuelen)));
+  GG_H2_CALLBACK(self,
+                 self->Header(frame, std::string_view(reinterpret_cast<const char*>(name), namelen),
+                              std::string_view(reinterpret_cast<const char*>(value), valuelen)));
 }
 
 namespace {
@@ -501,8 +498,8 @@ int H2Session::OnError(nghttp2_session*, int lib_error_code, const char* msg, si
   // header on one stream) reset just that stream.
   if (lib_error_code == NGHTTP2_ERR_PROTO || lib_error_code == NGHTTP2_ERR_FLOW_CONTROL ||
       lib_error_code == NGHTTP2_ERR_FRAME_SIZE_ERROR || lib_error_code == NGHTTP2_ERR_HEADER_COMP ||
-      lib_error_code == NGHTTP2_ERR_SETTINGS_EXPECTED || lib_error_code == NGHTTP2_ERR_BAD_CLIENT_MAGIC ||
-      lib_error_code == NGHTTP2_ERR_FLOODED) {
+      lib_error_code == NGHTTP2_ERR_SETTINGS_EXPECTED ||
+      lib_error_code == NGHTTP2_ERR_BAD_CLIENT_MAGIC || lib_error_code == NGHTTP2_ERR_FLOODED) {
     if (self->error_.empty()) {
       try {
         self->error_.assign(msg, len);

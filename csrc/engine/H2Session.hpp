@@ -74,9 +74,9 @@ class H2Stream {
   bool attached() const { return session_ != nullptr; }
 
   // --- receive side (filled by the session) ---
-  Headers headers;     // request (server) or response (client) headers
-  Headers trailers;    // client: trailers, or the headers of a Trailers-Only
-                       // response are in `headers` with headers_end_stream
+  Headers headers;   // request (server) or response (client) headers
+  Headers trailers;  // client: trailers, or the headers of a Trailers-Only
+                     // response are in `headers` with headers_end_stream
   bool headers_received = false;
   bool trailers_received = false;
   bool remote_ended = false;  // END_STREAM seen
@@ -87,11 +87,11 @@ class H2Stream {
   // --- send side (drained by the session's data provider) ---
   std::string sendbuf;
   size_t send_off = 0;
-  bool send_closed = false;     // no more messages will be queued
-  bool has_trailers = false;    // server: submit `send_trailers` at the end
+  bool send_closed = false;   // no more messages will be queued
+  bool has_trailers = false;  // server: submit `send_trailers` at the end
   Headers send_trailers;
   bool data_deferred = false;
-  bool body_started = false;    // a data provider is attached
+  bool body_started = false;  // a data provider is attached
 
   size_t pending_send() const { return sendbuf.size() - send_off; }
 
@@ -102,19 +102,19 @@ class H2Stream {
   size_t unconsumed = 0;
 
   // --- hooks (called inside Receive()/CollectOutput()) ---
-  virtual void OnHeaders() {}          // headers block complete
-  virtual void OnTrailers() {}         // client: trailers complete
-  virtual void OnMessages() {}         // deframer gained messages or failed
-  virtual void OnSendProgress() {}     // part of sendbuf went to the wire
-  virtual void OnRemoteEnd() {}        // END_STREAM received
+  virtual void OnHeaders() {}       // headers block complete
+  virtual void OnTrailers() {}      // client: trailers complete
+  virtual void OnMessages() {}      // deframer gained messages or failed
+  virtual void OnSendProgress() {}  // part of sendbuf went to the wire
+  virtual void OnRemoteEnd() {}     // END_STREAM received
   // Last hook; detached after. Also called by CloseAllStreams().
   virtual void OnClose(uint32_t /*h2_error_code*/) noexcept {}
 
  private:
   friend class H2Session;
   int32_t id_ = -1;
-  uint8_t pseudo_seen_ = 0;   // server: request pseudo headers received (bits)
-  bool regular_seen_ = false; // server: a regular field came, pseudo ones may not
+  uint8_t pseudo_seen_ = 0;    // server: request pseudo headers received (bits)
+  bool regular_seen_ = false;  // server: a regular field came, pseudo ones may not
   H2Session* session_ = nullptr;
   H2Stream* prev_ = nullptr;  // the session's list of attached streams
   H2Stream* next_ = nullptr;
@@ -123,7 +123,7 @@ class H2Stream {
 struct H2Settings {
   uint32_t initial_window_size = 1 << 20;  // per stream
   uint32_t connection_window_size = 4 << 20;
-  uint32_t max_concurrent_streams = 0;     // 0: leave nghttp2's default
+  uint32_t max_concurrent_streams = 0;  // 0: leave nghttp2's default
   uint32_t max_frame_size = 16384;
   size_t max_header_list_size = 16384 * 4;
   // Server: client RST_STREAMs tolerated in a burst / per second after it.
@@ -180,8 +180,7 @@ class H2Session {
   int32_t SubmitRequest(H2Stream* stream, const nghttp2_nv* nva, size_t nvlen);
   // Server: response headers; with `end_stream` they are a Trailers-Only
   // response. Otherwise a body follows from sendbuf, ended by trailers.
-  bool SubmitResponse(H2Stream* stream, const nghttp2_nv* nva, size_t nvlen,
-                      bool end_stream);
+  bool SubmitResponse(H2Stream* stream, const nghttp2_nv* nva, size_t nvlen, bool end_stream);
   // More of sendbuf is ready, or send_closed/has_trailers changed.
   void ResumeData(H2Stream* stream);
   // Bytes the peer's flow-control windows (stream and connection) let this
@@ -229,8 +228,8 @@ class H2Session {
   int DataChunk(int32_t stream_id, const uint8_t* data, size_t len);
   ssize_t ReadStreamBody(int32_t stream_id, uint8_t* buf, size_t length, uint32_t* data_flags);
   // Server: checks one request field; false when it makes the request malformed.
-  bool CheckRequestField(H2Stream* s, bool trailers, std::string_view name,
-                         std::string_view value, bool* keep);
+  bool CheckRequestField(H2Stream* s, bool trailers, std::string_view name, std::string_view value,
+                         bool* keep);
   // Server: the request broke HTTP/2's rules; reset it.
   void RejectMalformed(H2Stream* s);
   // A callback caught an exception: the session fails.

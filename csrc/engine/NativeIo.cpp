@@ -27,7 +27,8 @@ class NativeIo final : public IoWatcher {
     events_ = events;
     ev_io_stop(loop_, &w_);
     if (!events) return true;
-    ev_io_set(&w_, w_.fd, ((events & kIoRead) ? EV_READ : 0) | ((events & kIoWrite) ? EV_WRITE : 0));
+    ev_io_set(&w_, w_.fd,
+              ((events & kIoRead) ? EV_READ : 0) | ((events & kIoWrite) ? EV_WRITE : 0));
     ev_io_start(loop_, &w_);
     return true;
   }
@@ -35,7 +36,8 @@ class NativeIo final : public IoWatcher {
  private:
   static void OnEvent(struct ev_loop*, ev_io* w, int revents) noexcept {
     auto* self = static_cast<NativeIo*>(w->data);
-    self->handler_->OnIo(((revents & EV_READ) ? kIoRead : 0) | ((revents & EV_WRITE) ? kIoWrite : 0));
+    self->handler_->OnIo(((revents & EV_READ) ? kIoRead : 0) |
+                         ((revents & EV_WRITE) ? kIoWrite : 0));
   }
   struct ev_loop* loop_;
   IoHandler* handler_;

@@ -24,8 +24,7 @@ class ServerConnection final : public Connection {
 
 class Listener final : public IoHandler, public Droppable {
  public:
-  Listener(Reactor* reactor, Server* server, int fd)
-      : reactor_(reactor), server_(server), fd_(fd) {
+  Listener(Reactor* reactor, Server* server, int fd) : reactor_(reactor), server_(server), fd_(fd) {
     try {
       reactor_->Track(this);
     } catch (...) {

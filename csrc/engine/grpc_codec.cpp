@@ -28,8 +28,7 @@ inline bool StartsWith(std::string_view s, std::string_view prefix) {
 }
 
 inline bool EndsWith(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() &&
-         s.substr(s.size() - suffix.size()) == suffix;
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
 }  // namespace
@@ -89,8 +88,7 @@ bool Deframer::Feed(const uint8_t* data, size_t len) {
       hdr = p;
       p += kFrameHeaderSize;
     } else {
-      const size_t take = std::min(kFrameHeaderSize - header_fill_,
-                                   static_cast<size_t>(end - p));
+      const size_t take = std::min(kFrameHeaderSize - header_fill_, static_cast<size_t>(end - p));
       std::memcpy(header_ + header_fill_, p, take);
       header_fill_ += take;
       p += take;
@@ -101,23 +99,21 @@ bool Deframer::Feed(const uint8_t* data, size_t len) {
 
     const uint8_t flag = hdr[0];
     const size_t length = (static_cast<size_t>(hdr[1]) << 24) |
-                          (static_cast<size_t>(hdr[2]) << 16) |
-                          (static_cast<size_t>(hdr[3]) << 8) |
+                          (static_cast<size_t>(hdr[2]) << 16) | (static_cast<size_t>(hdr[3]) << 8) |
                           static_cast<size_t>(hdr[4]);
 
     if (flag != 0) {
       error_code_ = kInternal;
-      error_ = flag == 1
-                   ? "Compressed message received but compression is not "
-                     "enabled"
-                   : "invalid message compression flag: " +
-                         std::to_string(static_cast<unsigned>(flag));
+      error_ = flag == 1 ? "Compressed message received but compression is not "
+                           "enabled"
+                         : "invalid message compression flag: " +
+                               std::to_string(static_cast<unsigned>(flag));
       break;
     }
     if (length > max_) {
       error_code_ = kResourceExhausted;
-      error_ = "Received message larger than max (" + std::to_string(length) +
-               " vs. " + std::to_string(max_) + ")";
+      error_ = "Received message larger than max (" + std::to_string(length) + " vs. " +
+               std::to_string(max_) + ")";
       break;
     }
 
@@ -208,9 +204,7 @@ bool ParseGrpcTimeout(std::string_view value, int64_t* nanoseconds) {
 
 namespace {
 
-inline bool NeedsPercentEncoding(unsigned char c) {
-  return c < 0x20 || c > 0x7E || c == '%';
-}
+inline bool NeedsPercentEncoding(unsigned char c) { return c < 0x20 || c > 0x7E || c == '%'; }
 
 }  // namespace
 
@@ -269,8 +263,7 @@ struct Base64ReverseTable {
   constexpr Base64ReverseTable() : value() {
     for (int i = 0; i < 256; ++i) value[i] = -1;
     for (int i = 0; i < 64; ++i) {
-      value[static_cast<unsigned char>(kBase64Alphabet[i])] =
-          static_cast<int8_t>(i);
+      value[static_cast<unsigned char>(kBase64Alphabet[i])] = static_cast<int8_t>(i);
     }
   }
 };
@@ -287,8 +280,7 @@ std::string Base64Encode(std::string_view in) {
 
   size_t i = 0;
   for (; i + 3 <= n; i += 3) {
-    const uint32_t v = (uint32_t{s[i]} << 16) | (uint32_t{s[i + 1]} << 8) |
-                       uint32_t{s[i + 2]};
+    const uint32_t v = (uint32_t{s[i]} << 16) | (uint32_t{s[i + 1]} << 8) | uint32_t{s[i + 2]};
     out.push_back(kBase64Alphabet[(v >> 18) & 0x3F]);
     out.push_back(kBase64Alphabet[(v >> 12) & 0x3F]);
     out.push_back(kBase64Alphabet[(v >> 6) & 0x3F]);
@@ -344,8 +336,8 @@ bool Base64Decode(std::string_view in, std::string* out) {
 bool IsValidMetadataKey(std::string_view key) {
   if (key.empty()) return false;
   for (char c : key) {
-    const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-                    c == '-' || c == '_' || c == '.';
+    const bool ok =
+        (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == '-' || c == '_' || c == '.';
     if (!ok) return false;
   }
   return true;
@@ -370,8 +362,8 @@ bool IsReservedHeader(std::string_view key) {
       "te", "content-type", "user-agent",
       // Connection-specific headers HTTP/2 forbids (RFC 9113 8.2.2), plus
       // ones the transport manages.
-      "content-length", "host", "connection", "transfer-encoding", "upgrade",
-      "keep-alive", "proxy-connection"};
+      "content-length", "host", "connection", "transfer-encoding", "upgrade", "keep-alive",
+      "proxy-connection"};
   for (std::string_view r : kReserved) {
     if (key == r) return true;
   }

@@ -7,8 +7,8 @@
 // it; the helpers live in grpc_green::h2test.
 #pragma once
 
-#include <nghttp2/nghttp2.h>
 #include <gtest/gtest.h>
+#include <nghttp2/nghttp2.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -44,10 +44,10 @@ inline std::vector<nghttp2_nv> ToNv(const Headers& h) {
 }
 
 inline Headers GrpcRequestHeaders(const string& path = "/pkg.Svc/Method") {
-  return {{":method", "POST"},         {":scheme", "http"},
-          {":path", path},             {":authority", "localhost:50051"},
-          {"te", "trailers"},          {"content-type", "application/grpc"},
-          {"grpc-timeout", "10S"},     {"user-agent", "grpc-green-test"}};
+  return {{":method", "POST"},     {":scheme", "http"},
+          {":path", path},         {":authority", "localhost:50051"},
+          {"te", "trailers"},      {"content-type", "application/grpc"},
+          {"grpc-timeout", "10S"}, {"user-agent", "grpc-green-test"}};
 }
 
 inline Headers GrpcResponseHeaders() {
@@ -169,7 +169,7 @@ class ServerDelegate : public H2Session::Delegate {
   std::vector<int32_t> ids;
   size_t max_recv = 8 << 20;
   bool refuse = false;
-  H2Session* session = nullptr;    // to observe stream_count() in NewStream
+  H2Session* session = nullptr;  // to observe stream_count() in NewStream
   size_t max_attached_seen = 0;
   std::function<void(RecStream*)> setup;  // configures each new stream
   int goaway_calls = 0;
@@ -201,7 +201,7 @@ struct Wire {
 // neither produces output. `chunk` > 0 feeds Receive() in pieces of that
 // size. Fails if a session reports an error or the exchange never settles.
 inline ::testing::AssertionResult Pump(H2Session& client, H2Session& server, Wire* wire = nullptr,
-                                size_t chunk = 0, int* rounds = nullptr) {
+                                       size_t chunk = 0, int* rounds = nullptr) {
   auto feed = [chunk](H2Session& to, const string& bytes) {
     if (chunk == 0) return to.Receive(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
     for (size_t off = 0; off < bytes.size(); off += chunk) {

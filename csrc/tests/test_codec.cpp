@@ -95,7 +95,9 @@ string RandomBytes(std::mt19937& rng, size_t n) {
 // ------------------------------------------------------------- framing
 
 TEST(Framing, PrefixIsFlagZeroAndBigEndianLength) {
-  EXPECT_EQ(Frame("abc"), string("\x00\x00\x00\x00\x03" "abc", 8));
+  EXPECT_EQ(Frame("abc"), string("\x00\x00\x00\x00\x03"
+                                 "abc",
+                                 8));
   EXPECT_EQ(Frame(""), string(5, '\0'));
 
   const string big(0x010203, 'x');
@@ -113,8 +115,8 @@ TEST(Framing, AppendsToExistingContent) {
 }
 
 TEST(Framing, RoundTripThroughDeframer) {
-  const std::vector<string> msgs = {"hello", "", string("a\0b\0", 4),
-                                    AllBytes(), string(100000, 'z'), "x"};
+  const std::vector<string> msgs = {
+      "hello", "", string("a\0b\0", 4), AllBytes(), string(100000, 'z'), "x"};
   string stream;
   for (const string& m : msgs) AppendFramedMessage(stream, m.data(), m.size());
 
@@ -163,8 +165,7 @@ TEST(Deframer, OneByteAtATime) {
     ASSERT_TRUE(d.Feed(reinterpret_cast<const uint8_t*>(&stream[i]), 1));
     for (string& m : Drain(d)) got.push_back(std::move(m));
     const bool at_boundary =
-        std::find(boundaries.begin(), boundaries.end(), i + 1) !=
-        boundaries.end();
+        std::find(boundaries.begin(), boundaries.end(), i + 1) != boundaries.end();
     EXPECT_EQ(d.has_partial(), !at_boundary) << "after byte " << i;
   }
   EXPECT_EQ(got, msgs);
@@ -184,8 +185,7 @@ TEST(Deframer, HeaderSplitAtEveryPoint) {
     EXPECT_EQ(d.messages().size(), first_done ? 1u : 0u) << "split " << split;
     ASSERT_TRUE(Feed(d, framed.substr(split)));
     EXPECT_FALSE(d.has_partial());
-    EXPECT_EQ(Drain(d), (std::vector<string>{msg, "second"}))
-        << "split " << split;
+    EXPECT_EQ(Drain(d), (std::vector<string>{msg, "second"})) << "split " << split;
   }
 }
 
@@ -252,8 +252,7 @@ TEST(Deframer, RandomSplits) {
     size_t pos = 0;
     std::uniform_int_distribution<int> chunk(0, 700);
     while (pos < stream.size()) {
-      const size_t take =
-          std::min(stream.size() - pos, static_cast<size_t>(chunk(rng)));
+      const size_t take = std::min(stream.size() - pos, static_cast<size_t>(chunk(rng)));
       ASSERT_TRUE(Feed(d, stream.substr(pos, take)));
       pos += take;
       for (string& m : Drain(d)) got.push_back(std::move(m));
@@ -331,8 +330,7 @@ TEST(Deframer, OversizedDetectedFromHeaderAlone) {
   EXPECT_FALSE(d.failed());
   EXPECT_FALSE(Feed(d, h.substr(4)));
   EXPECT_EQ(d.error_code(), kResourceExhausted);
-  EXPECT_EQ(d.error(),
-            "Received message larger than max (4294967295 vs. 4194304)");
+  EXPECT_EQ(d.error(), "Received message larger than max (4294967295 vs. 4194304)");
   EXPECT_FALSE(d.has_partial());
 }
 
@@ -348,8 +346,7 @@ TEST(Deframer, CompressedFlagIsRejected) {
   EXPECT_FALSE(Feed(d, Header(1, 3) + "abc"));
   EXPECT_TRUE(d.failed());
   EXPECT_EQ(d.error_code(), kInternal);
-  EXPECT_EQ(d.error(),
-            "Compressed message received but compression is not enabled");
+  EXPECT_EQ(d.error(), "Compressed message received but compression is not enabled");
   EXPECT_TRUE(d.messages().empty());
   EXPECT_FALSE(Feed(d, Frame("abc")));
   EXPECT_TRUE(d.messages().empty());
@@ -358,12 +355,9 @@ TEST(Deframer, CompressedFlagIsRejected) {
 TEST(Deframer, InvalidFlagValues) {
   for (int flag : {2, 3, 0x80, 0xFF}) {
     Deframer d(100);
-    EXPECT_FALSE(Feed(d, Header(static_cast<uint8_t>(flag), 0)))
-        << "flag " << flag;
+    EXPECT_FALSE(Feed(d, Header(static_cast<uint8_t>(flag), 0))) << "flag " << flag;
     EXPECT_EQ(d.error_code(), kInternal);
-    EXPECT_NE(d.error().find("invalid message compression flag"),
-              string::npos)
-        << d.error();
+    EXPECT_NE(d.error().find("invalid message compression flag"), string::npos) << d.error();
     EXPECT_TRUE(d.messages().empty());
   }
 }
@@ -436,22 +430,26 @@ TEST(GrpcTimeoutEncode, HugeValues) {
 
 TEST(GrpcTimeoutEncode, PropertiesOnManyValues) {
   std::mt19937_64 rng(7);
-  std::vector<int64_t> values = {1, 999, 1000, 1001, kSec - 1, kSec + 1,
-                                 kInt64Max};
+  std::vector<int64_t> values = {1, 999, 1000, 1001, kSec - 1, kSec + 1, kInt64Max};
   for (int i = 0; i < 5000; ++i) {
     // Log-uniform-ish spread over the whole int64 range.
     const int shift = static_cast<int>(rng() % 63);
-    values.push_back(
-        std::max<int64_t>(1, static_cast<int64_t>(rng() >> (1 + shift))));
+    values.push_back(std::max<int64_t>(1, static_cast<int64_t>(rng() >> (1 + shift))));
   }
   auto unit_nanos = [](char u) -> int64_t {
     switch (u) {
-      case 'n': return kNs;
-      case 'u': return kUs;
-      case 'm': return kMs;
-      case 'S': return kSec;
-      case 'M': return kMin;
-      case 'H': return kHour;
+      case 'n':
+        return kNs;
+      case 'u':
+        return kUs;
+      case 'm':
+        return kMs;
+      case 'S':
+        return kSec;
+      case 'M':
+        return kMin;
+      case 'H':
+        return kHour;
     }
     return 0;
   };
@@ -520,12 +518,9 @@ TEST(GrpcTimeoutParse, SaturatesInsteadOfOverflowing) {
 }
 
 TEST(GrpcTimeoutParse, Malformed) {
-  const char* bad[] = {"",       "n",       "S",          "1",
-                       "123",    "1x",      "1s",         "1h",
-                       "1U",     "1N",      "-1S",        "+1S",
-                       " 1S",    "1S ",     "1 S",        "1.5S",
-                       "S1",     "1SS",     "123456789S", "999999999n",
-                       "0x10S",  "1e3m",    "１S"};
+  const char* bad[] = {"",   "n",   "S",          "1",          "123",   "1x",   "1s",  "1h",
+                       "1U", "1N",  "-1S",        "+1S",        " 1S",   "1S ",  "1 S", "1.5S",
+                       "S1", "1SS", "123456789S", "999999999n", "0x10S", "1e3m", "１S"};
   for (const char* v : bad) {
     int64_t ns = 12345;
     EXPECT_FALSE(ParseGrpcTimeout(v, &ns)) << "'" << v << "'";
@@ -538,8 +533,8 @@ TEST(GrpcTimeoutParse, Malformed) {
 }
 
 TEST(GrpcTimeout, RoundTripOfEncodedForms) {
-  for (const char* v : {"1n", "99999999n", "100000u", "3600000m", "100000S",
-                        "1666667M", "2562048H"}) {
+  for (const char* v :
+       {"1n", "99999999n", "100000u", "3600000m", "100000S", "1666667M", "2562048H"}) {
     int64_t ns = 0;
     ASSERT_TRUE(ParseGrpcTimeout(v, &ns)) << v;
     if (ns != kInt64Max) {
@@ -547,8 +542,7 @@ TEST(GrpcTimeout, RoundTripOfEncodedForms) {
     }
   }
   // Exact multiples come back unchanged.
-  for (int64_t v : {int64_t{1}, 5 * kUs, 250 * kMs, 30 * kSec, 90 * kMin,
-                    kHour, 1000 * kHour}) {
+  for (int64_t v : {int64_t{1}, 5 * kUs, 250 * kMs, 30 * kSec, 90 * kMin, kHour, 1000 * kHour}) {
     int64_t ns = 0;
     ASSERT_TRUE(ParseGrpcTimeout(EncodeGrpcTimeout(v), &ns));
     EXPECT_EQ(ns, v);
@@ -639,10 +633,18 @@ TEST(Base64, DecodePaddedAndUnpadded) {
     const char* in;
     const char* out;
   } cases[] = {
-      {"", ""},           {"Zg==", "f"},      {"Zg", "f"},
-      {"Zm8=", "fo"},     {"Zm8", "fo"},      {"Zm9v", "foo"},
-      {"Zm9vYg==", "foob"}, {"Zm9vYg", "foob"}, {"Zm9vYmE=", "fooba"},
-      {"Zm9vYmE", "fooba"}, {"Zm9vYmFy", "foobar"}, {"+/8", "\xfb\xff"},
+      {"", ""},
+      {"Zg==", "f"},
+      {"Zg", "f"},
+      {"Zm8=", "fo"},
+      {"Zm8", "fo"},
+      {"Zm9v", "foo"},
+      {"Zm9vYg==", "foob"},
+      {"Zm9vYg", "foob"},
+      {"Zm9vYmE=", "fooba"},
+      {"Zm9vYmE", "fooba"},
+      {"Zm9vYmFy", "foobar"},
+      {"+/8", "\xfb\xff"},
   };
   for (const Case& c : cases) {
     string out = "junk";
@@ -679,11 +681,11 @@ TEST(Base64, RejectsInvalidInput) {
       "Zm9vY===",  // 3 padding chars
       "Zg=",       // padded but length not a multiple of 4
       "Zg===",     // too much padding
-      "=",   "==",  "====", "Z===",
-      "Z=g=",      // padding in the middle
-      "=Zg=",      "Zg==Zg==",  // padding before more data
-      "Zm9v!",     "Zm 9v", "Zm9v\n", "Zm9v\r\n",
-      "Zm-_",      // URL-safe alphabet is not standard base64
+      "=",        "==",       "====",   "Z===",
+      "Z=g=",                  // padding in the middle
+      "=Zg=",     "Zg==Zg==",  // padding before more data
+      "Zm9v!",    "Zm 9v",    "Zm9v\n", "Zm9v\r\n",
+      "Zm-_",  // URL-safe alphabet is not standard base64
       "Zm9\xff",
   };
   for (const char* v : bad) {
@@ -706,8 +708,8 @@ TEST(Metadata, ValidKeys) {
 }
 
 TEST(Metadata, InvalidKeys) {
-  for (const char* k : {"", "Upper", "X-Custom", "a b", ":path", ":", "key/",
-                        "key:", "k\xc3\xa9", "tab\t", "a+b", "a,b", "a=b"}) {
+  for (const char* k : {"", "Upper", "X-Custom", "a b", ":path", ":", "key/", "key:", "k\xc3\xa9",
+                        "tab\t", "a+b", "a,b", "a=b"}) {
     EXPECT_FALSE(IsValidMetadataKey(k)) << k;
   }
   EXPECT_FALSE(IsValidMetadataKey(std::string_view("a\0b", 3)));
@@ -719,8 +721,7 @@ TEST(Metadata, Values) {
   EXPECT_TRUE(IsValidMetadataValue(printable));
   EXPECT_TRUE(IsValidMetadataValue(""));
   EXPECT_TRUE(IsValidMetadataValue("Bearer abc.def"));
-  for (const char* v : {"a\tb", "line\n", "cr\r", "\x7f", "\x80", "\xff",
-                        "caf\xc3\xa9", "\x1f"}) {
+  for (const char* v : {"a\tb", "line\n", "cr\r", "\x7f", "\x80", "\xff", "caf\xc3\xa9", "\x1f"}) {
     EXPECT_FALSE(IsValidMetadataValue(v)) << v;
   }
   EXPECT_FALSE(IsValidMetadataValue(std::string_view("a\0b", 3)));
@@ -738,19 +739,36 @@ TEST(Metadata, BinaryHeader) {
 }
 
 TEST(Metadata, ReservedHeaders) {
-  for (const char* k :
-       {":path", ":method", ":status", ":authority", ":scheme", ":", "te",
-        "content-type", "user-agent", "grpc-status", "grpc-message",
-        "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
-        "grpc-message-type", "grpc-future-thing", "grpc-", "grpc-foo-bin",
-        "content-length", "host", "connection", "transfer-encoding", "upgrade",
-        "keep-alive", "proxy-connection"}) {
+  for (const char* k : {":path",
+                        ":method",
+                        ":status",
+                        ":authority",
+                        ":scheme",
+                        ":",
+                        "te",
+                        "content-type",
+                        "user-agent",
+                        "grpc-status",
+                        "grpc-message",
+                        "grpc-timeout",
+                        "grpc-encoding",
+                        "grpc-accept-encoding",
+                        "grpc-message-type",
+                        "grpc-future-thing",
+                        "grpc-",
+                        "grpc-foo-bin",
+                        "content-length",
+                        "host",
+                        "connection",
+                        "transfer-encoding",
+                        "upgrade",
+                        "keep-alive",
+                        "proxy-connection"}) {
     EXPECT_TRUE(IsReservedHeader(k)) << k;
   }
-  for (const char* k :
-       {"grpc-status-details-bin", "authorization", "x-custom", "trace-bin",
-        "grpc", "grpcx-foo", "my-grpc-status", "te2", "tes", "content-typex",
-        "hostname", "content-encoding", "accept", ""}) {
+  for (const char* k : {"grpc-status-details-bin", "authorization", "x-custom", "trace-bin", "grpc",
+                        "grpcx-foo", "my-grpc-status", "te2", "tes", "content-typex", "hostname",
+                        "content-encoding", "accept", ""}) {
     EXPECT_FALSE(IsReservedHeader(k)) << k;
   }
 }
@@ -772,20 +790,20 @@ TEST(StatusMap, HttpStatus) {
 }
 
 TEST(StatusMap, Http2ErrorCodes) {
-  EXPECT_EQ(StatusFromHttp2Error(0x0), kInternal);  // NO_ERROR
-  EXPECT_EQ(StatusFromHttp2Error(0x1), kInternal);  // PROTOCOL_ERROR
-  EXPECT_EQ(StatusFromHttp2Error(0x2), kInternal);  // INTERNAL_ERROR
-  EXPECT_EQ(StatusFromHttp2Error(0x3), kInternal);  // FLOW_CONTROL_ERROR
-  EXPECT_EQ(StatusFromHttp2Error(0x4), kInternal);  // SETTINGS_TIMEOUT
-  EXPECT_EQ(StatusFromHttp2Error(0x5), kInternal);  // STREAM_CLOSED
-  EXPECT_EQ(StatusFromHttp2Error(0x6), kInternal);  // FRAME_SIZE_ERROR
-  EXPECT_EQ(StatusFromHttp2Error(0x7), kUnavailable);  // REFUSED_STREAM
-  EXPECT_EQ(StatusFromHttp2Error(0x8), kCancelled);    // CANCEL
-  EXPECT_EQ(StatusFromHttp2Error(0x9), kInternal);     // COMPRESSION_ERROR
-  EXPECT_EQ(StatusFromHttp2Error(0xa), kInternal);     // CONNECT_ERROR
+  EXPECT_EQ(StatusFromHttp2Error(0x0), kInternal);           // NO_ERROR
+  EXPECT_EQ(StatusFromHttp2Error(0x1), kInternal);           // PROTOCOL_ERROR
+  EXPECT_EQ(StatusFromHttp2Error(0x2), kInternal);           // INTERNAL_ERROR
+  EXPECT_EQ(StatusFromHttp2Error(0x3), kInternal);           // FLOW_CONTROL_ERROR
+  EXPECT_EQ(StatusFromHttp2Error(0x4), kInternal);           // SETTINGS_TIMEOUT
+  EXPECT_EQ(StatusFromHttp2Error(0x5), kInternal);           // STREAM_CLOSED
+  EXPECT_EQ(StatusFromHttp2Error(0x6), kInternal);           // FRAME_SIZE_ERROR
+  EXPECT_EQ(StatusFromHttp2Error(0x7), kUnavailable);        // REFUSED_STREAM
+  EXPECT_EQ(StatusFromHttp2Error(0x8), kCancelled);          // CANCEL
+  EXPECT_EQ(StatusFromHttp2Error(0x9), kInternal);           // COMPRESSION_ERROR
+  EXPECT_EQ(StatusFromHttp2Error(0xa), kInternal);           // CONNECT_ERROR
   EXPECT_EQ(StatusFromHttp2Error(0xb), kResourceExhausted);  // ENHANCE_YOUR_CALM
-  EXPECT_EQ(StatusFromHttp2Error(0xc), kPermissionDenied);  // INADEQUATE_SECURITY
-  EXPECT_EQ(StatusFromHttp2Error(0xd), kInternal);  // HTTP_1_1_REQUIRED
+  EXPECT_EQ(StatusFromHttp2Error(0xc), kPermissionDenied);   // INADEQUATE_SECURITY
+  EXPECT_EQ(StatusFromHttp2Error(0xd), kInternal);           // HTTP_1_1_REQUIRED
   EXPECT_EQ(StatusFromHttp2Error(0x1234), kInternal);
   EXPECT_EQ(StatusFromHttp2Error(0xFFFFFFFFu), kInternal);
 }
@@ -794,8 +812,9 @@ TEST(GrpcStatus, ParsesValidValues) {
   struct Case {
     const char* in;
     int out;
-  } cases[] = {{"0", 0},   {"1", 1},       {"13", 13},
-               {"16", 16}, {"17", 17},     {"2147483647", 2147483647},
+  } cases[] = {{"0", 0},   {"1", 1},
+               {"13", 13}, {"16", 16},
+               {"17", 17}, {"2147483647", 2147483647},
                {"007", 7}, {"0000000000000000000001", 1}};
   for (const Case& c : cases) {
     int code = -1;
@@ -805,9 +824,8 @@ TEST(GrpcStatus, ParsesValidValues) {
 }
 
 TEST(GrpcStatus, RejectsInvalidValues) {
-  for (const char* v : {"", "-1", "+1", " 1", "1 ", "1a", "a", "0x1", "1.0",
-                        "2147483648", "4294967296", "99999999999999999999",
-                        "18446744073709551617"}) {
+  for (const char* v : {"", "-1", "+1", " 1", "1 ", "1a", "a", "0x1", "1.0", "2147483648",
+                        "4294967296", "99999999999999999999", "18446744073709551617"}) {
     int code = 42;
     EXPECT_FALSE(ParseGrpcStatus(v, &code)) << "'" << v << "'";
     EXPECT_EQ(code, 42) << v;

@@ -165,14 +165,16 @@ class Engine : public ::testing::Test {
     port = server->server.AddPort("127.0.0.1:0", &err);
     ASSERT_GT(port, 0) << err;
     server->server.Start();
-    channel = std::make_unique<Channel>(reactor, "127.0.0.1:" + std::to_string(port),
-                                        ChannelOptions());
+    channel =
+        std::make_unique<Channel>(reactor, "127.0.0.1:" + std::to_string(port), ChannelOptions());
   }
   void TearDown() override {
     for (auto& c : calls) reactor->DeferDelete(c.release());
     channel.reset();
     server.reset();
-    if (reactor) RunUntil(reactor.get(), [] { return false; }, 0.01);
+    if (reactor)
+      RunUntil(
+          reactor.get(), [] { return false; }, 0.01);
   }
 
   TestCall* Unary(const string& request, Headers md = {}, double timeout = 5,
@@ -191,7 +193,8 @@ class Engine : public ::testing::Test {
   }
 
   bool Finish(TestCall* call, double timeout = 5) {
-    return RunUntil(reactor.get(), [call] { return call->done(); }, timeout);
+    return RunUntil(
+        reactor.get(), [call] { return call->done(); }, timeout);
   }
 
   ReactorRef reactor;
@@ -314,8 +317,8 @@ TEST_F(Engine, RefusedConnectionFailsFastCalls) {
   int dead = OpenListeners("127.0.0.1:0", false, &fds, &err);
   ASSERT_GT(dead, 0) << err;
   for (int fd : fds) close(fd);
-  channel = std::make_unique<Channel>(reactor, "127.0.0.1:" + std::to_string(dead),
-                                      ChannelOptions());
+  channel =
+      std::make_unique<Channel>(reactor, "127.0.0.1:" + std::to_string(dead), ChannelOptions());
   TestCall* call = Unary("x");
   ASSERT_TRUE(Finish(call));
   EXPECT_EQ(call->code(), kUnavailable);
@@ -411,8 +414,8 @@ void ForEveryAllocation(const std::function<TestCall*(Reactor*, Channel*)>& scen
     int port = server->server.AddPort("127.0.0.1:0", &err);
     ASSERT_GT(port, 0) << err;
     server->server.Start();
-    auto channel = std::make_unique<Channel>(reactor, "127.0.0.1:" + std::to_string(port),
-                                             ChannelOptions());
+    auto channel =
+        std::make_unique<Channel>(reactor, "127.0.0.1:" + std::to_string(port), ChannelOptions());
     g_failed = false;
     g_fail_countdown = n;
     TestCall* call = nullptr;
@@ -422,7 +425,8 @@ void ForEveryAllocation(const std::function<TestCall*(Reactor*, Channel*)>& scen
       call = nullptr;  // the bindings raise MemoryError
     }
     if (call) {
-      bool ended = RunUntil(reactor.get(), [call] { return call->done(); }, 3);
+      bool ended = RunUntil(
+          reactor.get(), [call] { return call->done(); }, 3);
       g_fail_countdown = -1;
       ASSERT_TRUE(ended) << name << ": allocation " << n << " failed and the call never ended";
       if (!g_failed) {
@@ -449,7 +453,8 @@ void ForEveryAllocation(const std::function<TestCall*(Reactor*, Channel*)>& scen
     reactor->DeferDelete(next.release());
     channel.reset();
     server.reset();
-    RunUntil(reactor.get(), [] { return false; }, 0.002);
+    RunUntil(
+        reactor.get(), [] { return false; }, 0.002);
     if (!failed) {
       std::printf("[          ] %s: %ld allocations, each made to fail once\n", name, n);
       EXPECT_GT(n, 20) << name << ": suspiciously few allocations";
@@ -490,9 +495,8 @@ TEST(EngineAllocationFailures, StreamingCall) {
           for (int i = 0; i < 3 && !c->done(); ++i) {
             string m(100 * static_cast<size_t>(i + 1), 'm');
             c->Write(m.data(), m.size());
-            RunUntil(reactor, [c, i] {
-              return c->done() || c->Drain() > static_cast<size_t>(i);
-            }, 3);
+            RunUntil(
+                reactor, [c, i] { return c->done() || c->Drain() > static_cast<size_t>(i); }, 3);
           }
           c->DoneWriting();
         } catch (const std::bad_alloc&) {

@@ -97,11 +97,11 @@ class FlowControl : public H2SessionPair {
 // ===================================================== 1, 2. held readers
 
 struct HeldCase {
-  bool server_sends;   // true: response to a held client; false: request
-                       // to a held server stream
-  uint32_t window;     // receiver's SETTINGS_INITIAL_WINDOW_SIZE
-  size_t backlog;      // receiver's max_buffered_per_stream
-  size_t msg;          // message size
+  bool server_sends;  // true: response to a held client; false: request
+                      // to a held server stream
+  uint32_t window;    // receiver's SETTINGS_INITIAL_WINDOW_SIZE
+  size_t backlog;     // receiver's max_buffered_per_stream
+  size_t msg;         // message size
 };
 
 void PrintTo(const HeldCase& p, std::ostream* os) {
@@ -120,10 +120,8 @@ TEST_P(FlowControlHeld, ReaderBacklogStopsSenderThenResumes) {
   H2Settings rs;  // the receiving side's settings
   rs.initial_window_size = p.window;
   rs.max_buffered_per_stream = p.backlog;
-  if (p.server_sends)
-    Init(rs, H2Settings());
-  else
-    Init(H2Settings(), rs);
+  if (p.server_sends) Init(rs, H2Settings());
+  else Init(H2Settings(), rs);
   if (HasFatalFailure()) return;
   Wire hs;
   PumpInto(hs);  // SETTINGS both ways first: the sender knows W
@@ -238,21 +236,19 @@ TEST_P(FlowControlHeld, ReaderBacklogStopsSenderThenResumes) {
 
 INSTANTIATE_TEST_SUITE_P(
     Windows, FlowControlHeld,
-    ::testing::Values(HeldCase{true, 64 * kKiB, 64 * kKiB, 1000},
-                      HeldCase{false, 64 * kKiB, 64 * kKiB, 1000},
-                      HeldCase{true, 64 * kKiB, 256 * kKiB, 4000},
-                      HeldCase{false, 64 * kKiB, 256 * kKiB, 4000},
-                      HeldCase{true, 256 * kKiB, 16 * kKiB, 100},
-                      HeldCase{false, 256 * kKiB, 16 * kKiB, 100},
-                      HeldCase{true, 64 * kKiB, 16 * kKiB, 32 * kKiB},   // message > B
-                      HeldCase{false, 64 * kKiB, 16 * kKiB, 32 * kKiB},
-                      HeldCase{true, 1 << 20, 64 * kKiB, 16 * kKiB},     // H2Settings defaults
-                      HeldCase{false, 1 << 20, 64 * kKiB, 16 * kKiB}),
+    ::testing::Values(
+        HeldCase{true, 64 * kKiB, 64 * kKiB, 1000}, HeldCase{false, 64 * kKiB, 64 * kKiB, 1000},
+        HeldCase{true, 64 * kKiB, 256 * kKiB, 4000}, HeldCase{false, 64 * kKiB, 256 * kKiB, 4000},
+        HeldCase{true, 256 * kKiB, 16 * kKiB, 100}, HeldCase{false, 256 * kKiB, 16 * kKiB, 100},
+        HeldCase{true, 64 * kKiB, 16 * kKiB, 32 * kKiB},  // message > B
+        HeldCase{false, 64 * kKiB, 16 * kKiB, 32 * kKiB},
+        HeldCase{true, 1 << 20, 64 * kKiB, 16 * kKiB},  // H2Settings defaults
+        HeldCase{false, 1 << 20, 64 * kKiB, 16 * kKiB}),
     [](const ::testing::TestParamInfo<HeldCase>& info) {
       const HeldCase& p = info.param;
       return string(p.server_sends ? "ServerToClient" : "ClientToServer") + "_W" +
-             std::to_string(p.window / kKiB) + "K_B" + std::to_string(p.backlog / kKiB) +
-             "K_M" + std::to_string(p.msg);
+             std::to_string(p.window / kKiB) + "K_B" + std::to_string(p.backlog / kKiB) + "K_M" +
+             std::to_string(p.msg);
     });
 
 // The limit is "fewer than B bytes queued": Consumed() gives the window back
@@ -317,8 +313,8 @@ TEST_F(FlowControl, HeldStreamDoesNotStallOtherStreamServerToClient) {
   RecStream* b = StartCall({"b"});
   PumpInto(w);
   ASSERT_EQ(sd.streams.size(), 2u);
-  const std::vector<string> msgs_a = Msgs(512, 4096);   // 2 MiB
-  const std::vector<string> msgs_b = Msgs(256, 4096);   // 1 MiB
+  const std::vector<string> msgs_a = Msgs(512, 4096);  // 2 MiB
+  const std::vector<string> msgs_b = Msgs(256, 4096);  // 1 MiB
   RespondFull(ServerStream(0), msgs_a, "0");
   RespondFull(ServerStream(1), msgs_b, "0");
   Wire w2;
@@ -466,10 +462,8 @@ void BigMessageToHeldReader(FlowControl& t, bool server_sends, size_t backlog_be
   H2Settings rs;
   rs.initial_window_size = 64 * kKiB;
   rs.max_buffered_per_stream = 64 * kKiB;
-  if (server_sends)
-    t.Init(rs, H2Settings());
-  else
-    t.Init(H2Settings(), rs);
+  if (server_sends) t.Init(rs, H2Settings());
+  else t.Init(H2Settings(), rs);
   Wire w;
   t.PumpInto(w);
 
@@ -573,13 +567,13 @@ TEST_F(FlowControl, BacklogAtLimitStopsBigMessageUntilRead) {
 // Tops up a stream's sendbuf from OnSendProgress, as a writer parked on a
 // full buffer does when it is woken, and watches sendbuf's size.
 struct ToppedUpWriter {
-  size_t level;        // keep at least this many bytes pending
+  size_t level;  // keep at least this many bytes pending
   size_t msg_size;
-  size_t total_msgs;   // messages to write in all
+  size_t total_msgs;  // messages to write in all
   size_t written = 0;
-  size_t max_size = 0;      // sendbuf.size() after each top-up
+  size_t max_size = 0;  // sendbuf.size() after each top-up
   size_t max_capacity = 0;
-  size_t compactions = 0;   // hooks that found the sent prefix dropped
+  size_t compactions = 0;  // hooks that found the sent prefix dropped
   size_t missed_compactions = 0;
 
   void TopUp(RecStream* st) {
@@ -692,8 +686,7 @@ TEST_F(FlowControl, SendProgressOnlyWhenBytesLeave) {
   Wire w2;
   PumpInto(w2);
   const int calls_held = s->send_progress_calls;
-  EXPECT_EQ(static_cast<size_t>(calls_held),
-            Scan(w2.s2c, false).NonEmptyDataFramesOn(c->id()));
+  EXPECT_EQ(static_cast<size_t>(calls_held), Scan(w2.s2c, false).NonEmptyDataFramesOn(c->id()));
   EXPECT_GT(calls_held, 0);
   ASSERT_GT(s->pending_send(), 0u);
   Wire idle;
@@ -823,8 +816,7 @@ TEST_F(FlowControl, EarlyStatusStopsUploadInProgress) {
   H2SessionPair* self = this;
   sd.setup = [self](RecStream* st) {
     st->on_messages = [self](RecStream* x) {
-      if (x->messages_calls == 1)
-        self->RespondTrailersOnly(*self->server, x, "3", "rejected");
+      if (x->messages_calls == 1) self->RespondTrailersOnly(*self->server, x, "3", "rejected");
     };
   };
   const std::vector<string> msgs = Msgs(256, 4096);  // 1 MiB
@@ -862,8 +854,8 @@ TEST_F(FlowControl, ResetHeldStreamsDoNotLeakConnectionWindow) {
   PumpInto(all);
 
   enum Mode { kAbandonInFlight, kResetInFlight, kAbandonQuiet, kResetQuiet };
-  for (Mode mode : {kAbandonInFlight, kResetInFlight, kAbandonQuiet, kResetQuiet,
-                    kAbandonInFlight, kResetInFlight}) {
+  for (Mode mode : {kAbandonInFlight, kResetInFlight, kAbandonQuiet, kResetQuiet, kAbandonInFlight,
+                    kResetInFlight}) {
     SCOPED_TRACE(mode);
     RecStream* a = StartCall({"a"});
     a->hold = true;
@@ -895,10 +887,8 @@ TEST_F(FlowControl, ResetHeldStreamsDoNotLeakConnectionWindow) {
       all.s2c += s2c;
       ASSERT_GT(Scan(s2c, false).DataBytesOn(a->id()), kProtocolConnWindow / 4);
     }
-    if (abandon)
-      client->Abandon(a, NGHTTP2_CANCEL);
-    else
-      client->Reset(a, NGHTTP2_CANCEL);
+    if (abandon) client->Abandon(a, NGHTTP2_CANCEL);
+    else client->Reset(a, NGHTTP2_CANCEL);
     if (in_flight) {
       ASSERT_TRUE(Feed(*client, s2c));
     }

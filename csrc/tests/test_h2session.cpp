@@ -204,7 +204,11 @@ TEST_F(H2SessionPair, InformationalHeadersAreSkipped) {
   ASSERT_EQ(c->id(), 1);
   // HEADERS, END_HEADERS, stream 1: ":status: 100" as an HPACK literal
   // without indexing on static name index 8.
-  const string informational("\x00\x00\x05\x01\x04\x00\x00\x00\x01" "\x08\x03" "100", 14);
+  const string informational(
+      "\x00\x00\x05\x01\x04\x00\x00\x00\x01"
+      "\x08\x03"
+      "100",
+      14);
   ASSERT_TRUE(client->Receive(reinterpret_cast<const uint8_t*>(informational.data()),
                               informational.size()));
   EXPECT_FALSE(c->headers_received);
@@ -387,7 +391,8 @@ TEST_F(H2SessionPair, SmallMessagesCoalesced) {
 TEST_F(H2SessionPair, MessagesStraddleFrames) {
   std::vector<string> msgs;
   std::mt19937 rng(99);
-  for (int i = 0; i < 60; ++i) msgs.push_back(string(rng() % 9000, static_cast<char>('a' + i % 26)));
+  for (int i = 0; i < 60; ++i)
+    msgs.push_back(string(rng() % 9000, static_cast<char>('a' + i % 26)));
   RecStream* c = StartCall(msgs);
   Wire wire;
   ASSERT_TRUE(Pump(*client, *server, &wire));
@@ -1039,7 +1044,10 @@ TEST(H2SessionBadInput, FirstFrameNotSettings) {
   ServerDelegate sd;
   H2Session server(H2Session::kServer, &sd, H2Settings());
   // PING frame (type 6), 8 bytes of payload, right after the preface.
-  string ping("\x00\x00\x08\x06\x00\x00\x00\x00\x00" "12345678", 17);
+  string ping(
+      "\x00\x00\x08\x06\x00\x00\x00\x00\x00"
+      "12345678",
+      17);
   // Receive() succeeds; the session terminates itself with
   // GOAWAY(PROTOCOL_ERROR) and wants no more IO.
   EXPECT_TRUE(Feed(server, string(kPreface, kPrefaceLen) + ping));
@@ -1168,7 +1176,10 @@ TEST_F(H2SessionPair, OversizeResponseFailsClientDeframer) {
 TEST_F(H2SessionPair, CompressedFlagFailsDeframer) {
   calls.push_back(std::make_unique<RecStream>());
   RecStream* c = calls.back().get();
-  c->sendbuf = string("\x01\x00\x00\x00\x03" "abc", 8);
+  c->sendbuf = string(
+      "\x01\x00\x00\x00\x03"
+      "abc",
+      8);
   c->send_closed = true;
   Headers h = GrpcRequestHeaders();
   auto nva = ToNv(h);
