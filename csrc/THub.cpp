@@ -398,9 +398,15 @@ ReadyNode* Hub::PopReady() noexcept {
 bool Hub::Spawn(BorrowedObject callable, BorrowedObject args) {
   auto job = std::make_unique<Job>();
   job->is_job_ = true;
-  job->payload = OwnedObject::consuming(Py_BuildValue("((OO))", callable.get(), args.get()));
+  // A worker resumed in Work() gets (callable, args); a new one is started
+  // with a list holding them, which Work() empties: the arguments a greenlet
+  // starts with stay referenced as long as it runs, and a pooled worker
+  // must not keep its first job (and the call in it) alive.
+  bool resumed = !idle_workers_.empty();
+  job->payload = OwnedObject::consuming(
+      Py_BuildValue(resumed ? "((OO))" : "([(OO)])", callable.get(), args.get()));
   if (!job->payload) return false;
-  if (!idle_workers_.empty()) {
+  if (resumed) {
     job->greenlet = std::move(idle_workers_.back());
     idle_workers_.pop_back();
   } else {
@@ -572,7 +578,9 @@ PyObject* Hub::PollInline(Waiter* w) {
   } done{polling_inline_};
   for (;;) {
     ReapGraveyard(false);
-    bool alive = io_->RunOnce(false);
+    // Flushing (at the end of the last pass) may have woken someone: the
+    // stream our RST_STREAM closed, say. Then the poll must not wait.
+    bool alive = io_->RunOnce(ready_head_ != nullptr);
     if (PyErr_CheckSignals() < 0) return nullptr;  // raised in the main greenlet, as by the hub
     if (ready_count_ == 1 && ready_head_ == w) {
       Unqueue(w);
@@ -602,7 +610,13 @@ PyObject* Hub::RunWorker(PyObject* capsule, PyObject* args) {
 }
 
 PyObject* Hub::Work(PyObject* first) {
-  OwnedObject job = OwnedObject::owning(first);
+  // The first job comes in a list (see Spawn()), taken out of it here.
+  if (!PyList_Check(first) || PyList_GET_SIZE(first) != 1) {
+    PyErr_SetString(PyExc_RuntimeError, "grpc_green: a pool greenlet started without its job");
+    return nullptr;
+  }
+  OwnedObject job = OwnedObject::owning(PyList_GET_ITEM(first, 0));
+  if (PyList_SetSlice(first, 0, 1, nullptr) < 0) return nullptr;
   for (;;) {
     if (!PyTuple_Check(job.get()) || PyTuple_GET_SIZE(job.get()) != 2) {
       PyErr_SetString(PyExc_RuntimeError, "grpc_green: unexpected switch into an idle worker");

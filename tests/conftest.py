@@ -356,7 +356,14 @@ class EchoServicer(testing_pb2_grpc.TestServiceServicer):
         # messages whose add_callback ran, (message, invocation metadata, peer).
         self.outcomes = collections.deque(maxlen=history)
         self.callbacks = collections.deque(maxlen=history)
+        # add_callback() registrations accepted, and callbacks that have run.
+        self.callbacks_added = 0
+        self.callbacks_run = 0
         self.requests = collections.deque(maxlen=history)
+
+    def _callback_ran(self, message):
+        self.callbacks_run += 1
+        self.callbacks.append(message)
 
     def _nap(self, seconds, context):
         """Sleeps `seconds` in small steps; stops early once the RPC is over."""
@@ -373,7 +380,8 @@ class EchoServicer(testing_pb2_grpc.TestServiceServicer):
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         message = request.message
-        context.add_callback(lambda: self.callbacks.append(message))
+        if context.add_callback(lambda: self._callback_ran(message)):
+            self.callbacks_added += 1
         try:
             metadata = tuple(context.invocation_metadata())
             peer = context.peer()
