@@ -89,13 +89,21 @@ bool AppendPair(PyObject* pair_in, Headers* out) {
 
 bool AppendMetadata(PyObject* metadata, Headers* out) {
   if (!metadata || metadata == Py_None) return true;
-  OwnedObject seq = OwnedObject::consuming(
-      PySequence_Fast(metadata, "metadata must be a sequence of (key, value) pairs"));
-  if (!seq) return false;
-  // A pair's own code may change a list while it is read: the size is read
-  // anew and the item held for each step.
-  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq.get()); ++i) {
-    if (!AppendPair(PySequence_Fast_GET_ITEM(seq.get(), i), out)) return false;
+  // A snapshot, as grpcio takes one: a pair's own code may change a list
+  // while it is read.
+  OwnedObject seq = OwnedObject::owning(metadata);
+  if (!PyTuple_Check(metadata)) {
+    seq = OwnedObject::consuming(PySequence_Tuple(metadata));
+    if (!seq) {
+      if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "metadata must be a sequence of (key, value) pairs");
+      }
+      return false;
+    }
+  }
+  for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seq.get()); ++i) {
+    if (!AppendPair(PyTuple_GET_ITEM(seq.get(), i), out)) return false;
   }
   return true;
 }
