@@ -267,7 +267,7 @@ PyObject* Call_cancel(PyCallObject* self, PyObject* const* args, Py_ssize_t narg
   Py_ssize_t n;
   const char* d = PyUnicode_AsUTF8AndSize(args[1], &n);
   if (!d) return nullptr;
-  return PyBool_FromLong(c->Cancel(code, std::string(d, static_cast<size_t>(n))));
+  return PyBool_FromLong(c->Cancel(code, std::string_view(d, static_cast<size_t>(n))));
 }
 
 PyObject* Call_is_active(PyCallObject* self, PyObject*) {

@@ -545,6 +545,9 @@ def test_invalid_response_header_ends_the_call(kind, support, hub, tmp_path):
     assert done == 0, err
     if kind.endswith("upper"):
         assert result["code"] == "INTERNAL", result
+        # The reset is ours (the peer sent none), and the details say why.
+        assert result["details"].startswith("Stream removed ("), result
+        assert "X-Upper" in result["details"], result
     else:
         assert result["code"] in ("OK", "INTERNAL"), result
     assert result["elapsed"] < 1.5, "the call ended only at its deadline: %r" % (result,)

@@ -111,11 +111,11 @@ void ClientCall::DoneWriting() {
   }
 }
 
-bool ClientCall::Cancel(int code, std::string details) noexcept {
+bool ClientCall::Cancel(int code, std::string_view details) noexcept {
   if (done_) return false;
   deframer.Clear();
   Abandon();
-  Finish(code, std::move(details));
+  Finish(code, details);
   return true;
 }
 
@@ -126,11 +126,15 @@ void ClientCall::Abandon(uint32_t h2_code) noexcept {
   conn_->Kick();
 }
 
-void ClientCall::Finish(int code, std::string details) noexcept {
+void ClientCall::Finish(int code, std::string_view details) noexcept {
   if (done_) return;
   done_ = true;
   code_ = code;
-  details_ = std::move(details);
+  try {
+    details_.assign(details);
+  } catch (...) {
+    details_.clear();
+  }
   if (timer_) timer_->Stop();
   if (pending_) channel_->RemovePending(this);
   if (code_ == kOk && unary_response_ && deframer.messages().size() != 1) {
@@ -199,6 +203,9 @@ void ClientCall::OnClose(uint32_t err) noexcept {
         code = kUnavailable;
         details = conn_ && !conn_->error().empty() ? conn_->error() : "Socket closed";
       }
+    } else if (!reset_reason.empty()) {  // our nghttp2 reset it: a response breaking the rules
+      code = kInternal;
+      details = "Stream removed (" + reset_reason + ")";
     } else if (err != NGHTTP2_NO_ERROR) {
       code = StatusFromHttp2Error(err);
       details = "Received RST_STREAM with error code " + std::to_string(err);
@@ -210,7 +217,7 @@ void ClientCall::OnClose(uint32_t err) noexcept {
     code = err == kConnectionLost ? kUnavailable : StatusFromHttp2Error(err);
     details.clear();
   }
-  Finish(code, std::move(details));
+  Finish(code, details);
 }
 
 // --------------------------------------------------------------- Channel
@@ -408,12 +415,7 @@ void Channel::ConnectFailed() noexcept {
       waiting = true;
       continue;
     }
-    std::string d;
-    try {
-      d = details;
-    } catch (...) {
-    }
-    call->Finish(kUnavailable, std::move(d));
+    call->Finish(kUnavailable, details);
   }
   if (!waiting) return;
   try {
@@ -422,7 +424,7 @@ void Channel::ConnectFailed() noexcept {
   } catch (...) {
   }
   // No timer: the waiting calls cannot be retried.
-  while (ClientCall* call = PopPending()) call->Finish(kUnavailable, std::string());
+  while (ClientCall* call = PopPending()) call->Finish(kUnavailable, {});
 }
 
 void Channel::AddPending(ClientCall* call) {

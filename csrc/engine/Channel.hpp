@@ -94,7 +94,7 @@ class ClientCall : public H2Stream, public Deferred, private TimerHandler {
   void DoneWriting();
   // Ends the call here with this status: RST_STREAM(CANCEL) on the wire,
   // unread messages dropped. False if it had already ended.
-  bool Cancel(int code, std::string details) noexcept;
+  bool Cancel(int code, std::string_view details) noexcept;
 
  protected:
   // Hooks for the owner; they never block and never throw.
@@ -106,7 +106,9 @@ class ClientCall : public H2Stream, public Deferred, private TimerHandler {
  private:
   friend class Channel;
   bool trailers_only() const { return remote_ended && !trailers_received; }
-  void Finish(int code, std::string details) noexcept;
+  // Never fails: details that cannot be copied (out of memory) are left
+  // out, the status stays.
+  void Finish(int code, std::string_view details) noexcept;
   // Stops listening: resets the stream if it is on one, leaves the pending
   // list if it is there.
   void Abandon(uint32_t h2_code = NGHTTP2_CANCEL) noexcept;

@@ -489,13 +489,37 @@ int H2Session::OnFrameSend(nghttp2_session* session, const nghttp2_frame* frame,
   return 0;
 }
 
-int H2Session::OnInvalidFrame(nghttp2_session*, const nghttp2_frame*, int, void*) { return 0; }
+int H2Session::OnInvalidFrame(nghttp2_session*, const nghttp2_frame* frame, int lib_error_code,
+                              void* ud) {
+  auto* self = static_cast<H2Session*>(ud);
+  // A stream nghttp2 resets itself for breaking HTTP/2's rules: its owner
+  // learns why (the peer did not send that RST_STREAM, we do).
+  if (lib_error_code != NGHTTP2_ERR_HTTP_HEADER && lib_error_code != NGHTTP2_ERR_HTTP_MESSAGING)
+    return 0;
+  H2Stream* s = self->StreamOf(frame->hd.stream_id);
+  std::string reason = std::move(self->stream_error_);
+  self->stream_error_.clear();
+  if (!s || !s->reset_reason.empty()) return 0;
+  try {
+    s->reset_reason = reason.empty() ? nghttp2_strerror(lib_error_code) : std::move(reason);
+  } catch (...) {
+  }
+  return 0;
+}
 
 int H2Session::OnError(nghttp2_session*, int lib_error_code, const char* msg, size_t len,
                        void* ud) {
   auto* self = static_cast<H2Session*>(ud);
-  // Only errors that end the connection are kept; stream-level ones (a bad
-  // header on one stream) reset just that stream.
+  // A stream-level error (a bad header on one stream) resets just that
+  // stream: its reason goes to the stream (OnInvalidFrame, next).
+  if (lib_error_code == NGHTTP2_ERR_HTTP_HEADER || lib_error_code == NGHTTP2_ERR_HTTP_MESSAGING) {
+    try {
+      self->stream_error_.assign(msg, len);
+    } catch (...) {
+    }
+    return 0;
+  }
+  // Only errors that end the connection are kept.
   if (lib_error_code == NGHTTP2_ERR_PROTO || lib_error_code == NGHTTP2_ERR_FLOW_CONTROL ||
       lib_error_code == NGHTTP2_ERR_FRAME_SIZE_ERROR || lib_error_code == NGHTTP2_ERR_HEADER_COMP ||
       lib_error_code == NGHTTP2_ERR_SETTINGS_EXPECTED ||

@@ -81,7 +81,10 @@ class H2Stream {
   bool trailers_received = false;
   bool remote_ended = false;  // END_STREAM seen
   bool malformed = false;     // server: a request that broke HTTP/2's rules (reset)
-  int http_status = 0;        // client: value of :status
+  // Why nghttp2 reset this stream itself (a response that broke HTTP/2's
+  // rules, say); empty otherwise.
+  std::string reset_reason;
+  int http_status = 0;  // client: value of :status
   Deframer deframer;
 
   // --- send side (drained by the session's data provider) ---
@@ -245,6 +248,7 @@ class H2Session {
   nghttp2_session* session_ = nullptr;
   std::string error_;
   std::string submit_error_;
+  std::string stream_error_;  // nghttp2's words on the stream error it is about to report
   H2Stream* streams_ = nullptr;
   size_t stream_count_ = 0;
   // StreamOf()'s last answer; Attach() and Detach() keep it true.
