@@ -5,6 +5,7 @@ Each case runs in a subprocess whose address space is capped
 (RLIMIT_AS) just above what it uses: the request's bytes fit, the engine's
 copy of them does not.
 """
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,11 @@ import pytest
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.green_only
+pytestmark = [
+    pytest.mark.green_only,
+    pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                       reason="AddressSanitizer's operator new aborts instead of throwing"),
+]
 
 PRELUDE = textwrap.dedent(
     """

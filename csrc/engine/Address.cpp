@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <memory>
+
 namespace grpc_green {
 
 namespace {
@@ -107,13 +109,13 @@ bool ResolveTarget(const std::string& target_in, std::vector<SocketAddress>* out
     *err = "DNS resolution failed for " + *host_port + ": " + gai_strerror(rv);
     return false;
   }
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owned(res, freeaddrinfo);
   for (addrinfo* ai = res; ai; ai = ai->ai_next) {
     SocketAddress a;
     memcpy(&a.addr, ai->ai_addr, ai->ai_addrlen);
     a.len = ai->ai_addrlen;
     out->push_back(a);
   }
-  freeaddrinfo(res);
   return !out->empty();
 }
 
@@ -145,6 +147,7 @@ int OpenListeners(const std::string& address, bool reuseport, std::vector<int>* 
     *err = gai_strerror(rv);
     return -1;
   }
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owned(res, freeaddrinfo);
   std::string last_error = "no address";
   std::vector<int> opened;
   for (addrinfo* ai = res; ai; ai = ai->ai_next) {
@@ -184,11 +187,9 @@ int OpenListeners(const std::string& address, bool reuseport, std::vector<int>* 
     } catch (...) {
       ::close(fd);
       for (int o : opened) ::close(o);
-      freeaddrinfo(res);
       throw;
     }
   }
-  freeaddrinfo(res);
   if (opened.empty()) {
     *err = last_error;
     return -1;
