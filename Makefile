@@ -174,7 +174,8 @@ $(GTEST_ASAN_BIN): $(GTEST_SRCS) $(GTEST_LIB_SRCS) $(wildcard csrc/engine/*.hpp 
 asan: deps metadata $(GTEST_ASAN_BIN)
 	ASAN_OPTIONS=detect_leaks=1 $(GTEST_ASAN_BIN) --gtest_brief=1
 	rm -f grpc_green/_core*.so
-	GRPC_GREEN_WERROR=1 GRPC_GREEN_ASAN=1 $(PY) setup.py -q build_ext --inplace --force
+	GRPC_GREEN_WERROR=1 GRPC_GREEN_ASAN=1 $(PY) setup.py -q build_ext --inplace --force \
+	  --build-lib build/asan/lib --build-temp build/asan/temp
 	for hub in native gevent; do \
 	  GRPC_GREEN_HUB=$$hub LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so)" \
 	    ASAN_OPTIONS=$(ASAN_OPTIONS) $(PY) -m pytest -q -x -p no:cacheprovider tests || exit 1; \
