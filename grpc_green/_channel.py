@@ -2,15 +2,25 @@
 import logging
 
 from grpc_green import _api, _core
-from grpc_green._api import StatusCode, _INT_TO_STATUS
+from grpc_green._api import StatusCode
+from grpc_green._common import (
+    CANCELLED,
+    CHANNEL_OPTIONS,
+    FAILED,
+    INTERNAL,
+    NOT_SERIALIZED,
+    SENT,
+    UNKNOWN,
+    MessageReader,
+    core_options,
+    int_to_status_code,
+    send_messages,
+    transform,
+)
 from grpc_green._version import __version__
 
 _LOGGER = logging.getLogger(__name__)
 _USER_AGENT = "grpc-python-grpc_green/{} (nghttp2 {})".format(__version__, _core.NGHTTP2_VERSION)
-
-
-def _status(code):
-    return _INT_TO_STATUS.get(code, StatusCode.UNKNOWN)
 
 
 class _CallState:
@@ -131,7 +141,7 @@ class _UnaryUnaryMultiCallable(_core.UnaryUnary, _api.UnaryUnaryMultiCallable):
     @staticmethod
     def _fail(code, details, initial, trailing):
         # The RpcError the engine raises for a call that did not end OK.
-        return _InactiveRpcError(_status(code), details, initial, trailing)
+        return _InactiveRpcError(int_to_status_code(code), details, initial, trailing)
 
     def with_call(self, request, timeout=None, metadata=None, credentials=None,
                   wait_for_ready=None, compression=None):
@@ -261,11 +271,6 @@ class _UnaryFuture(_api.Future, _api.Call):
         return self._call_state().details()
 
 
-_CANCELLED = StatusCode.CANCELLED.value[0]
-_UNKNOWN = StatusCode.UNKNOWN.value[0]
-_INTERNAL = StatusCode.INTERNAL.value[0]
-
-
 def _start(channel, method, timeout, metadata, wait_for_ready, request, unary_response):
     try:
         return channel._core.start(method, timeout, metadata, bool(wait_for_ready), request,
@@ -282,28 +287,27 @@ def _consume_requests(call, request_iterator, serializer):
     ended, which stops the consumption.
     """
     try:
-        for request in request_iterator:
-            if serializer is not None:
-                try:
-                    request = serializer(request)
-                except Exception:
-                    _LOGGER.exception("Exception serializing request!")
-                    call.cancel(_INTERNAL, "Exception serializing request!")
-                    return
-            if not call.write(request):
-                return
+        outcome = send_messages(
+            call, request_iterator, serializer, _LOGGER, "Exception serializing request!", False
+        )
+        if outcome == NOT_SERIALIZED:
+            call.cancel(INTERNAL, "Exception serializing request!")
     except Exception:
         _LOGGER.exception("Exception iterating requests!")
-        call.cancel(_UNKNOWN, "Exception iterating requests!")
+        call.cancel(UNKNOWN, "Exception iterating requests!")
         return
-    call.done_writing()
+    if outcome == SENT:
+        call.done_writing()
 
 
-class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
+class _Rendezvous(_api.RpcError, _api.Call, _api.Future, MessageReader):
     """A call in flight: the response iterator of a streaming call, and the
     future of a ``stream_unary`` call. Like grpcio's, it is an RpcError
     (raised when the call ends badly), a Call and a Future.
     """
+
+    _logger = _LOGGER
+    _deserialize_error = "Exception deserializing response!"
 
     def __init__(self, call, deserializer, unary_response):
         _api.RpcError.__init__(self)
@@ -315,26 +319,13 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
         self._response_taken = False
         self._deserialize_failed = False
 
-    # iterator
-    def __iter__(self):
+    # iterator (MessageReader)
+    def _reading_ended(self):
+        return StopIteration() if self._call.code == 0 else self
+
+    def _deserialize_error_reported(self):
+        self._call.cancel(INTERNAL, self._deserialize_error)
         return self
-
-    def __next__(self):
-        raw = self._call.read()
-        if raw is None:
-            if self._call.code == 0:
-                raise StopIteration()
-            raise self
-        if self._deserializer is None:
-            return raw
-        try:
-            return self._deserializer(raw)
-        except Exception:
-            _LOGGER.exception("Exception deserializing response!")
-            self._call.cancel(_INTERNAL, "Exception deserializing response!")
-            raise self
-
-    next = __next__
 
     # RpcContext / Call
     def is_active(self):
@@ -344,7 +335,7 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
         return self._call.time_remaining()
 
     def cancel(self):
-        if self._call.cancel(_CANCELLED, "Locally cancelled by application!"):
+        if self._call.cancel(CANCELLED, "Locally cancelled by application!"):
             self._cancelled = True
             return True
         return False
@@ -361,7 +352,7 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
 
     def code(self):
         self._call.wait()
-        return _status(self._call.code)
+        return int_to_status_code(self._call.code)
 
     def details(self):
         self._call.wait()
@@ -392,14 +383,16 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
             self._response_taken = True
             raw = self._call.read() if self._call.code == 0 else None
             if raw is not None:
-                self._response = raw
-                if self._deserializer is not None:
-                    try:
-                        self._response = self._deserializer(raw)
-                    except Exception:
-                        _LOGGER.exception("Exception deserializing response!")
-                        self._response = None
+                if self._deserializer is None:
+                    self._response = raw
+                else:
+                    response = transform(
+                        self._deserializer, raw, _LOGGER, self._deserialize_error
+                    )
+                    if response is FAILED:
                         self._deserialize_failed = True
+                    else:
+                        self._response = response
         return self._response
 
     def result(self, timeout=None):
@@ -437,7 +430,7 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
         if self._call.is_active():
             return "<{} object of in-flight RPC>".format(type(self).__name__)
         return '<{} of RPC that terminated with:\n\tstatus = {}\n\tdetails = "{}"\n>'.format(
-            type(self).__name__, _status(self._call.code), self._call.details
+            type(self).__name__, int_to_status_code(self._call.code), self._call.details
         )
 
     __repr__ = __str__
@@ -452,12 +445,12 @@ def _blocking_unary_response(rendezvous):
     try:
         rendezvous._call.wait()
     except BaseException:
-        rendezvous._call.cancel(_CANCELLED, "Cancelled")
+        rendezvous._call.cancel(CANCELLED, "Cancelled")
         raise
     call = rendezvous._call
     initial, trailing = call.initial_metadata(), call.trailing_metadata()
     if call.code != 0:
-        raise _InactiveRpcError(_status(call.code), call.details, initial, trailing)
+        raise _InactiveRpcError(int_to_status_code(call.code), call.details, initial, trailing)
     return rendezvous.result(), _CompletedCall(StatusCode.OK, "", initial, trailing)
 
 
@@ -509,38 +502,12 @@ class _StreamStreamMultiCallable(_StreamMultiCallable, _api.StreamStreamMultiCal
         return self._start(request_iterator, timeout, metadata, wait_for_ready, False)
 
 
-_OPTION_KEYS = {
-    "grpc.max_receive_message_length": "max_receive_message_length",
-    "grpc.max_send_message_length": "max_send_message_length",
-    "grpc.default_authority": "authority",
-    # The per-stream HTTP/2 receive window: grpc core's name for it, and ours.
-    "grpc.http2.lookahead_bytes": "initial_window_size",
-    "grpc.http2.initial_window_size": "initial_window_size",
-}
-
-
-def _core_options(options):
-    kwargs = {}
-    primary = secondary = None
-    for key, value in options or ():
-        if key in _OPTION_KEYS:
-            kwargs[_OPTION_KEYS[key]] = value
-        elif key == "grpc.primary_user_agent":
-            primary = value
-        elif key == "grpc.secondary_user_agent":
-            secondary = value
-    # grpcio's order: the application's primary part, the library's own,
-    # the application's secondary part.
-    kwargs["user_agent"] = " ".join(p for p in (primary, _USER_AGENT, secondary) if p)
-    return kwargs
-
-
 class Channel(_api.Channel):
     """A channel to one target; calls from any greenlet of this thread."""
 
     def __init__(self, target, options=None, compression=None):
         self._target = target
-        self._core = _core.Channel(target, **_core_options(options))
+        self._core = _core.Channel(target, **core_options(options, CHANNEL_OPTIONS, _USER_AGENT))
 
     def subscribe(self, callback, try_to_connect=False):
         raise NotImplementedError("connectivity subscriptions are not available yet")

@@ -9,13 +9,25 @@ import logging
 
 from grpc_green import _api, _core, _utilities
 from grpc_green._api import StatusCode
+from grpc_green._common import (
+    FAILED,
+    INTERNAL,
+    NOT_SERIALIZED,
+    OK,
+    SENT,
+    SERVER_OPTIONS,
+    STATUS_CODE_TO_INT,
+    UNIMPLEMENTED,
+    UNKNOWN,
+    MessageReader,
+    core_options,
+    send_messages,
+    transform,
+)
 
 _LOGGER = logging.getLogger(__name__)
-_OK = StatusCode.OK.value[0]
-_UNKNOWN = StatusCode.UNKNOWN.value[0]
-_INTERNAL = StatusCode.INTERNAL.value[0]
-_UNIMPLEMENTED = StatusCode.UNIMPLEMENTED.value[0]
-_STATUS_TO_INT = {member: member.value[0] for member in StatusCode}
+_DESERIALIZE_ERROR = "Exception deserializing request!"
+_SERIALIZE_ERROR = "Failed to serialize response!"
 
 
 class _HandlerCallDetails(
@@ -113,7 +125,7 @@ class _Context(_api.ServicerContext):
     def _final(self, default_code, default_details):
         # A code that is not a StatusCode (a plain int, say) ends the call
         # UNKNOWN, as grpcio ends it.
-        code = default_code if self._code is None else _STATUS_TO_INT.get(self._code, _UNKNOWN)
+        code = default_code if self._code is None else STATUS_CODE_TO_INT.get(self._code, UNKNOWN)
         details = default_details if self._details is None else self._details
         if isinstance(details, bytes):
             details = details.decode("utf-8", "replace")
@@ -122,18 +134,7 @@ class _Context(_api.ServicerContext):
 
 class _Server(_api.Server):
     def __init__(self, handlers, interceptors, options, maximum_concurrent_rpcs):
-        kwargs = {}
-        for key, value in options or ():
-            if key == "grpc.max_receive_message_length":
-                kwargs["max_receive_message_length"] = value
-            elif key == "grpc.max_send_message_length":
-                kwargs["max_send_message_length"] = value
-            elif key == "grpc.max_concurrent_streams":
-                kwargs["max_concurrent_streams"] = value
-            elif key in ("grpc.http2.initial_window_size", "grpc.http2.lookahead_bytes"):
-                kwargs["initial_window_size"] = value
-            elif key == "grpc.so_reuseport":
-                kwargs["so_reuseport"] = bool(value)
+        kwargs = core_options(options, SERVER_OPTIONS)
         if maximum_concurrent_rpcs is not None:
             if maximum_concurrent_rpcs < 1:
                 raise ValueError("maximum_concurrent_rpcs should be a positive integer")
@@ -231,10 +232,10 @@ class _Server(_api.Server):
             handler = self._lookup(call.method, call)
         except Exception as exc:
             _LOGGER.exception("Exception servicing handler")
-            call.respond(None, _UNKNOWN, "Exception servicing handler: {}".format(exc), None)
+            call.respond(None, UNKNOWN, "Exception servicing handler: {}".format(exc), None)
             return
         if handler is None:
-            call.respond(None, _UNIMPLEMENTED, "Method not found!", None)
+            call.respond(None, UNIMPLEMENTED, "Method not found!", None)
             return
         _serve(call, handler)
 
@@ -243,7 +244,7 @@ def _bind_interceptor(interceptor, continuation):
     return lambda details: interceptor.intercept_service(continuation, details)
 
 
-class _RequestIterator:
+class _RequestIterator(MessageReader):
     """The request stream a streaming handler iterates; parks cooperatively.
 
     When the RPC is cancelled (by the client, a deadline or the server) it
@@ -251,49 +252,19 @@ class _RequestIterator:
     """
 
     __slots__ = ("_call", "_deserializer")
+    _logger = _LOGGER
+    _deserialize_error = _DESERIALIZE_ERROR
 
     def __init__(self, call, deserializer):
         self._call = call
         self._deserializer = deserializer
 
-    def __iter__(self):
-        return self
+    def _reading_ended(self):
+        return StopIteration() if self._call.is_active() else _api.RpcError()
 
-    def __next__(self):
-        raw = self._call.read()
-        if raw is None:
-            if self._call.is_active():
-                raise StopIteration()
-            raise _api.RpcError()
-        if self._deserializer is None:
-            return raw
-        try:
-            return self._deserializer(raw)
-        except Exception:
-            _LOGGER.exception("Exception deserializing request!")
-            self._call.respond(None, _INTERNAL, "Exception deserializing request!", None)
-            raise _api.RpcError()
-
-    next = __next__
-
-
-def _read_unary_request(call, handler):
-    """The one request message of a unary-request method, or None if the
-    call already ended (its status is then sent)."""
-    raw = call.read_unary()  # None unless exactly one message, then the end
-    if raw is None:
-        if call.is_active():
-            call.respond(None, _UNIMPLEMENTED,
-                         '"{}" requires exactly one request message.'.format(call.method), None)
-        return None
-    if handler.request_deserializer is None:
-        return raw
-    try:
-        return handler.request_deserializer(raw)
-    except Exception:
-        _LOGGER.exception("Exception deserializing request!")
-        call.respond(None, _INTERNAL, "Exception deserializing request!", None)
-        return None
+    def _deserialize_error_reported(self):
+        self._call.respond(None, INTERNAL, _DESERIALIZE_ERROR, None)
+        return _api.RpcError()
 
 
 def _fail(call, context, exc, prefix):
@@ -301,30 +272,15 @@ def _fail(call, context, exc, prefix):
     if not call.is_active():
         return  # cancelled: the client is gone, nothing to report
     if context._aborted:
-        code, details, trailing = context._final(_UNKNOWN, "")
+        code, details, trailing = context._final(UNKNOWN, "")
     else:
         try:
             text = prefix + str(exc)
         except Exception:
             text = "Calling application raised unprintable Exception!"
         _LOGGER.exception(text)
-        code, details, trailing = context._final(_UNKNOWN, text)
+        code, details, trailing = context._final(UNKNOWN, text)
     call.respond(None, code, details, trailing)
-
-
-def _serialize_response(call, serializer, response):
-    if serializer is None:
-        payload = response
-    else:
-        try:
-            payload = serializer(response)
-        except Exception:
-            _LOGGER.exception("Failed to serialize response!")
-            payload = None
-    if not isinstance(payload, bytes):
-        call.respond(None, _INTERNAL, "Failed to serialize response!", None)
-        return None
-    return payload
 
 
 def _serve(call, handler):
@@ -332,9 +288,24 @@ def _serve(call, handler):
     if request_streaming:
         request = _RequestIterator(call, handler.request_deserializer)
     else:
-        request = _read_unary_request(call, handler)
+        request = call.read_unary()  # None unless exactly one message, then the end
         if request is None:
+            if call.is_active():
+                call.respond(None, UNIMPLEMENTED,
+                             '"{}" requires exactly one request message.'.format(call.method),
+                             None)
             return
+        deserializer = handler.request_deserializer
+        if deserializer is not None:
+            request = transform(deserializer, request, _LOGGER, _DESERIALIZE_ERROR)
+            if request is FAILED:
+                call.respond(None, INTERNAL, _DESERIALIZE_ERROR, None)
+                return
+            if request is None:
+                # As before _common: a deserializer that returns None ends the
+                # handler's greenlet without a status (the client waits for
+                # its deadline). grpcio answers INTERNAL; not changed here.
+                return
     response_streaming = handler.response_streaming
     if response_streaming:
         behavior = handler.stream_stream if request_streaming else handler.unary_stream
@@ -350,15 +321,20 @@ def _serve(call, handler):
         _stream_responses(call, context, handler.response_serializer, result)
         return
     if context._code is None and context._details is None and context._trailing is None:
-        code, details, trailing = _OK, None, None  # the common case, no status set
+        code, details, trailing = OK, None, None  # the common case, no status set
     else:
-        code, details, trailing = context._final(_OK, "")
-        if code != _OK:
+        code, details, trailing = context._final(OK, "")
+        if code != OK:
             call.respond(None, code, details, trailing)
             return
-    payload = _serialize_response(call, handler.response_serializer, result)
-    if payload is not None:
-        call.respond(payload, code, details, trailing)
+    serializer = handler.response_serializer
+    payload = result if serializer is None else transform(
+        serializer, result, _LOGGER, _SERIALIZE_ERROR
+    )
+    if not isinstance(payload, bytes):  # FAILED too
+        call.respond(None, INTERNAL, _SERIALIZE_ERROR, None)
+        return
+    call.respond(payload, code, details, trailing)
 
 
 def _stream_responses(call, context, serializer, responses):
@@ -366,12 +342,12 @@ def _stream_responses(call, context, serializer, responses):
     HTTP/2 send window is full and turns False when the call has ended, which
     closes the iterator (a generator's ``finally`` runs)."""
     try:
-        for response in responses:
-            payload = _serialize_response(call, serializer, response)
-            if payload is None or not call.write(payload):
-                return
-        code, details, trailing = context._final(_OK, "")
-        call.respond(None, code, details, trailing)
+        outcome = send_messages(call, responses, serializer, _LOGGER, _SERIALIZE_ERROR, True)
+        if outcome == SENT:
+            code, details, trailing = context._final(OK, "")
+            call.respond(None, code, details, trailing)
+        elif outcome == NOT_SERIALIZED:
+            call.respond(None, INTERNAL, _SERIALIZE_ERROR, None)
     except Exception as exc:
         _fail(call, context, exc, "Exception iterating responses: ")
     finally:
