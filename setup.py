@@ -95,6 +95,8 @@ setup(
     version=VERSION,
     description="gRPC for greenlet and gevent applications, on nghttp2 and libev",
     packages=["grpc_green"],
+    # PEP 561: the package's annotations, and the extension's stub.
+    package_data={"grpc_green": ["py.typed", "_core.pyi"]},
     ext_modules=[core],
     cmdclass={"build_ext": BuildExt},
     python_requires=">=3.9",
