@@ -13,10 +13,12 @@ from grpc_green._api import *  # noqa: F401,F403
 from grpc_green._api import __all__ as _api_all
 from grpc_green._handlers import *  # noqa: F401,F403
 from grpc_green._handlers import __all__ as _handlers_all
-from grpc_green._version import __version__
+from grpc_green._version import __version__ as __version__
 from grpc_green import _utilities, experimental, hub  # noqa: F401
-from grpc_green._channel import insecure_channel, secure_channel
-from grpc_green._server import server
+# "x as x": re-exported for type checkers that want it said (mypy --strict).
+from grpc_green._channel import insecure_channel as insecure_channel
+from grpc_green._channel import secure_channel as secure_channel
+from grpc_green._server import server as server
 
 __all__ = list(_api_all) + list(_handlers_all) + [
     "__version__",
