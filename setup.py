@@ -99,7 +99,7 @@ setup(
     package_data={"grpc_green": ["py.typed", "_core.pyi"]},
     ext_modules=[core],
     cmdclass={"build_ext": BuildExt},
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     install_requires=["greenlet>=3.0", "protobuf>=4.21"],
     extras_require={"gevent": ["gevent>=24.2"]},
     # gevent.monkey.patch_all(grpc=True) patches grpc to grpc_green too.
