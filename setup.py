@@ -1,4 +1,5 @@
 """Build script for grpc_green and its C++ engine, grpc_green._core."""
+
 import glob
 import re
 import os
@@ -66,7 +67,10 @@ sources = sorted(glob.glob("csrc/engine/*.cpp") + glob.glob("csrc/*.cpp"))
 
 def nghttp2_header_declares(symbol):
     """Debian backports API into 1.52 (the rapid-reset limit): look, don't guess."""
-    for inc in [f[2:] for f in cflags if f.startswith("-I")] + ["/usr/include", "/usr/local/include"]:
+    for inc in [f[2:] for f in cflags if f.startswith("-I")] + [
+        "/usr/include",
+        "/usr/local/include",
+    ]:
         path = os.path.join(inc, "nghttp2", "nghttp2.h")
         if os.path.exists(path):
             with open(path) as f:

@@ -809,8 +809,6 @@ class AuthMetadataPluginCallback(abc.ABC):
 class AuthMetadataPlugin(abc.ABC):
     """User-supplied producer of authentication metadata."""
 
-    def __call__(
-        self, context: AuthMetadataContext, callback: AuthMetadataPluginCallback
-    ) -> None:
+    def __call__(self, context: AuthMetadataContext, callback: AuthMetadataPluginCallback) -> None:
         """Compute metadata for ``context`` and pass it to ``callback``."""
         raise NotImplementedError()

@@ -236,7 +236,9 @@ class _UnaryFuture(_api.Future, _api.Call):
         wait_for_ready: bool | None,
     ) -> None:
         try:
-            response, initial, trailing = multicallable._invoke(request, timeout, metadata, wait_for_ready)
+            response, initial, trailing = multicallable._invoke(
+                request, timeout, metadata, wait_for_ready
+            )
             self._finish(response, _CompletedCall(StatusCode.OK, "", initial, trailing), None)
         except _api.RpcError as err:
             self._finish(None, err, err)
@@ -343,8 +345,9 @@ def _start(
     unary_response: bool,
 ) -> _core.Call:
     try:
-        return channel._core.start(method, timeout, metadata, bool(wait_for_ready), request,
-                                   unary_response)
+        return channel._core.start(
+            method, timeout, metadata, bool(wait_for_ready), request, unary_response
+        )
     except _core.InvalidMetadataError as err:
         raise _InactiveRpcError(StatusCode.INTERNAL, "Invalid metadata") from err
 
@@ -466,9 +469,7 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future, MessageReader):
                 if self._deserializer is None:
                     self._response = raw
                 else:
-                    response = transform(
-                        self._deserializer, raw, _LOGGER, self._deserialize_error
-                    )
+                    response = transform(self._deserializer, raw, _LOGGER, self._deserialize_error)
                     if response is FAILED:
                         self._deserialize_failed = True
                     else:
@@ -483,8 +484,12 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future, MessageReader):
             return None
         response = self._unary_result()
         if self._deserialize_failed:
-            raise _InactiveRpcError(StatusCode.INTERNAL, "Exception deserializing response!",
-                                    self._call.initial_metadata(), self._call.trailing_metadata())
+            raise _InactiveRpcError(
+                StatusCode.INTERNAL,
+                "Exception deserializing response!",
+                self._call.initial_metadata(),
+                self._call.trailing_metadata(),
+            )
         return response
 
     def exception(self, timeout: float | None = None) -> Exception | None:
@@ -547,8 +552,9 @@ class _UnaryStreamMultiCallable(_MultiCallable, _api.UnaryStreamMultiCallable):
         compression: _api.Compression | None = None,
     ) -> _MultiThreadedRendezvous:
         payload = _serialize(self._serializer, request)
-        call = _start(self._channel, self._method, timeout, metadata, wait_for_ready, payload,
-                      False)
+        call = _start(
+            self._channel, self._method, timeout, metadata, wait_for_ready, payload, False
+        )
         return _MultiThreadedRendezvous(call, self._deserializer, False)
 
 
@@ -563,8 +569,9 @@ class _StreamMultiCallable(_MultiCallable):
         wait_for_ready: bool | None,
         unary_response: bool,
     ) -> _MultiThreadedRendezvous:
-        call = _start(self._channel, self._method, timeout, metadata, wait_for_ready, None,
-                      unary_response)
+        call = _start(
+            self._channel, self._method, timeout, metadata, wait_for_ready, None, unary_response
+        )
         if call.is_active():
             _core.spawn(_consume_requests, call, request_iterator, self._serializer)
         return _MultiThreadedRendezvous(call, self._deserializer, unary_response)

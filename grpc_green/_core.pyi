@@ -153,7 +153,12 @@ class UnaryUnary:
         compression: object = None,
     ) -> Any: ...
     def _invoke(
-        self, request: Any, timeout: float | None, metadata: _MetadataIn, wait_for_ready: bool | None, /
+        self,
+        request: Any,
+        timeout: float | None,
+        metadata: _MetadataIn,
+        wait_for_ready: bool | None,
+        /,
     ) -> tuple[Any, _MetadataOut, _MetadataOut]:
         """(response, initial_metadata, trailing_metadata); raises the RpcError
         of a call that did not end OK."""
@@ -213,7 +218,12 @@ class ServerCall:
         """Queues one response message; parks while the send window is full."""
 
     def respond(
-        self, message: bytes | None, code: int, details: str | None, trailing_metadata: _MetadataIn, /
+        self,
+        message: bytes | None,
+        code: int,
+        details: str | None,
+        trailing_metadata: _MetadataIn,
+        /,
     ) -> bool:
         """The last message and the status."""
 

@@ -14,6 +14,7 @@ A thread never runs two loops: once its hub exists the choice is fixed, and
 forcing the native hub in a thread where gevent's hub already exists, or
 in a process gevent has patched, is refused.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,7 @@ KINDS = ("auto", "native", "gevent")
 def _policy_from_env() -> str:
     value = os.environ.get("GRPC_GREEN_HUB", "auto").strip().lower() or "auto"
     if value not in KINDS:
-        raise ImportError(
-            "GRPC_GREEN_HUB must be one of %s, not %r" % (", ".join(KINDS), value)
-        )
+        raise ImportError("GRPC_GREEN_HUB must be one of %s, not %r" % (", ".join(KINDS), value))
     return value
 
 

@@ -327,9 +327,12 @@ def _serve(call: _core.ServerCall, handler: _api.RpcMethodHandler) -> None:
         request = call.read_unary()  # None unless exactly one message, then the end
         if request is None:
             if call.is_active():
-                call.respond(None, UNIMPLEMENTED,
-                             '"{}" requires exactly one request message.'.format(call.method),
-                             None)
+                call.respond(
+                    None,
+                    UNIMPLEMENTED,
+                    '"{}" requires exactly one request message.'.format(call.method),
+                    None,
+                )
             return
         deserializer = handler.request_deserializer
         if deserializer is not None:
@@ -364,8 +367,8 @@ def _serve(call: _core.ServerCall, handler: _api.RpcMethodHandler) -> None:
             call.respond(None, code, details, trailing)
             return
     serializer = handler.response_serializer
-    payload = result if serializer is None else transform(
-        serializer, result, _LOGGER, _SERIALIZE_ERROR
+    payload = (
+        result if serializer is None else transform(serializer, result, _LOGGER, _SERIALIZE_ERROR)
     )
     if not isinstance(payload, bytes):  # FAILED too
         call.respond(None, INTERNAL, _SERIALIZE_ERROR, None)

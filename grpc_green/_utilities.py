@@ -51,14 +51,15 @@ class DictionaryGenericHandler(_api.ServiceRpcHandler):
     def __init__(self, service: str, method_handlers: Mapping[str, _api.RpcMethodHandler]) -> None:
         self._name = service
         self._method_handlers = {
-            _full_method(service, name): handler
-            for name, handler in method_handlers.items()
+            _full_method(service, name): handler for name, handler in method_handlers.items()
         }
 
     def service_name(self) -> str:
         return self._name
 
-    def service(self, handler_call_details: _api.HandlerCallDetails) -> _api.RpcMethodHandler | None:
+    def service(
+        self, handler_call_details: _api.HandlerCallDetails
+    ) -> _api.RpcMethodHandler | None:
         method = handler_call_details.method
         if isinstance(method, bytes):
             method = method.decode("ascii", "replace")

@@ -68,8 +68,9 @@ def _warn_experimental(name: str, stacklevel: int) -> None:
         return
     _warned.add(name)
     warnings.warn(
-        "'{}' is an experimental API. It may change or be removed in any "
-        "minor release.".format(name),
+        "'{}' is an experimental API. It may change or be removed in any minor release.".format(
+            name
+        ),
         ExperimentalApiWarning,
         stacklevel=stacklevel + 1,
     )
@@ -130,14 +131,10 @@ def _open_channel(
 
     if insecure and channel_credentials is not None:
         raise ValueError(
-            "insecure=True and channel_credentials are mutually exclusive; "
-            "pass one or the other."
+            "insecure=True and channel_credentials are mutually exclusive; pass one or the other."
         )
     kwargs: dict[str, Any] = {} if compression is None else {"compression": compression}
-    if (
-        channel_credentials is None
-        or channel_credentials is _INSECURE_CHANNEL_CREDENTIALS
-    ):
+    if channel_credentials is None or channel_credentials is _INSECURE_CHANNEL_CREDENTIALS:
         # grpcio would default to TLS when neither insecure nor credentials
         # are given; grpc_green speaks plaintext HTTP/2 in that case.
         return grpc_green.insecure_channel(target, options, **kwargs)
@@ -253,9 +250,7 @@ def _unary_response(
     metadata: MetadataType | None,
     registered_method: bool | None,
 ) -> Any:
-    channel = _open_channel(
-        target, options, channel_credentials, insecure, compression
-    )
+    channel = _open_channel(target, options, channel_credentials, insecure, compression)
     try:
         multicallable = getattr(channel, kind)(
             method,
@@ -264,8 +259,7 @@ def _unary_response(
             _registered_method=registered_method,
         )
         return multicallable(
-            request,
-            **_call_options(call_credentials, wait_for_ready, timeout, metadata)
+            request, **_call_options(call_credentials, wait_for_ready, timeout, metadata)
         )
     finally:
         channel.close()
@@ -288,9 +282,7 @@ def _stream_response(
     metadata: MetadataType | None,
     registered_method: bool | None,
 ) -> _ChannelClosingResponses:
-    channel = _open_channel(
-        target, options, channel_credentials, insecure, compression
-    )
+    channel = _open_channel(target, options, channel_credentials, insecure, compression)
     try:
         multicallable = getattr(channel, kind)(
             method,
@@ -299,8 +291,7 @@ def _stream_response(
             _registered_method=registered_method,
         )
         call = multicallable(
-            request,
-            **_call_options(call_credentials, wait_for_ready, timeout, metadata)
+            request, **_call_options(call_credentials, wait_for_ready, timeout, metadata)
         )
     except BaseException:
         channel.close()
@@ -331,9 +322,20 @@ def unary_unary(
     Returns the response or raises RpcError.
     """
     return _unary_response(
-        "unary_unary", request, target, method, request_serializer,
-        response_deserializer, options, channel_credentials, insecure,
-        call_credentials, compression, wait_for_ready, timeout, metadata,
+        "unary_unary",
+        request,
+        target,
+        method,
+        request_serializer,
+        response_deserializer,
+        options,
+        channel_credentials,
+        insecure,
+        call_credentials,
+        compression,
+        wait_for_ready,
+        timeout,
+        metadata,
         _registered_method,
     )
 
@@ -358,9 +360,20 @@ def unary_stream(
     """Make one unary-stream call to ``target``; return a Call that iterates
     over the responses. The channel is closed when the stream ends."""
     return _stream_response(
-        "unary_stream", request, target, method, request_serializer,
-        response_deserializer, options, channel_credentials, insecure,
-        call_credentials, compression, wait_for_ready, timeout, metadata,
+        "unary_stream",
+        request,
+        target,
+        method,
+        request_serializer,
+        response_deserializer,
+        options,
+        channel_credentials,
+        insecure,
+        call_credentials,
+        compression,
+        wait_for_ready,
+        timeout,
+        metadata,
         _registered_method,
     )
 
@@ -384,9 +397,20 @@ def stream_unary(
 ) -> Any:
     """Make one stream-unary call to ``target``; return the response."""
     return _unary_response(
-        "stream_unary", request_iterator, target, method, request_serializer,
-        response_deserializer, options, channel_credentials, insecure,
-        call_credentials, compression, wait_for_ready, timeout, metadata,
+        "stream_unary",
+        request_iterator,
+        target,
+        method,
+        request_serializer,
+        response_deserializer,
+        options,
+        channel_credentials,
+        insecure,
+        call_credentials,
+        compression,
+        wait_for_ready,
+        timeout,
+        metadata,
         _registered_method,
     )
 
@@ -411,8 +435,19 @@ def stream_stream(
     """Make one stream-stream call to ``target``; return a Call that iterates
     over the responses. The channel is closed when the stream ends."""
     return _stream_response(
-        "stream_stream", request_iterator, target, method, request_serializer,
-        response_deserializer, options, channel_credentials, insecure,
-        call_credentials, compression, wait_for_ready, timeout, metadata,
+        "stream_stream",
+        request_iterator,
+        target,
+        method,
+        request_serializer,
+        response_deserializer,
+        options,
+        channel_credentials,
+        insecure,
+        call_credentials,
+        compression,
+        wait_for_ready,
+        timeout,
+        metadata,
         _registered_method,
     )

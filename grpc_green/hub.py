@@ -9,6 +9,7 @@ applications (chosen automatically; see ``use`` and ``kind``). On gevent's
 hub these primitives and gevent's own (``gevent.sleep``, ``gevent.spawn``,
 queues, events) mix freely.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable

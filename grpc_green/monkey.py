@@ -62,9 +62,7 @@ _lock = threading.RLock()
 
 def _is_grpc_green_module(module: object) -> bool:
     name = getattr(module, "__name__", None)
-    return isinstance(name, str) and (
-        name == "grpc_green" or name.startswith("grpc_green.")
-    )
+    return isinstance(name, str) and (name == "grpc_green" or name.startswith("grpc_green."))
 
 
 def _patch_active() -> bool:
@@ -100,7 +98,7 @@ class _GrpcAliasFinder(importlib.abc.MetaPathFinder):
     ) -> ModuleSpec | None:
         if not fullname.startswith("grpc.") or not _patch_active():
             return None
-        real_name = "grpc_green." + fullname[len("grpc."):]
+        real_name = "grpc_green." + fullname[len("grpc.") :]
         if real_name not in sys.modules:
             try:
                 if importlib.util.find_spec(real_name) is None:
@@ -143,14 +141,11 @@ def patch_grpc() -> ModuleType:
 
         # Forget grpcio's submodules so later imports cannot mix the two.
         for name in list(sys.modules):
-            if name.startswith("grpc.") and not _is_grpc_green_module(
-                sys.modules.get(name)
-            ):
+            if name.startswith("grpc.") and not _is_grpc_green_module(sys.modules.get(name)):
                 del sys.modules[name]
 
         submodules = {
-            "grpc." + sub: importlib.import_module("grpc_green." + sub)
-            for sub in _EAGER_SUBMODULES
+            "grpc." + sub: importlib.import_module("grpc_green." + sub) for sub in _EAGER_SUBMODULES
         }
         sys.modules["grpc"] = grpc_green
         sys.modules.update(submodules)

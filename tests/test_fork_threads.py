@@ -8,6 +8,7 @@ hub work side by side.
 Fork: ``fork_scenario.py`` runs in a subprocess per mode (grpc_green's hub
 with os.fork(); gevent's hub with gevent's os.fork() and with gevent.fork()).
 """
+
 import json
 import os
 import subprocess

@@ -9,6 +9,7 @@ Checks: every call answered correctly, the hub is gevent's, handlers ran
 interleaved (more than one in progress at once), and the ticker never lagged
 more than 100 ms.
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -55,7 +56,8 @@ def main(greenlets, calls):
 
     servicer = Greeter()
     server, target = S.serve(
-        functools.partial(helloworld_pb2_grpc.add_GreeterServicer_to_server, servicer))
+        functools.partial(helloworld_pb2_grpc.add_GreeterServicer_to_server, servicer)
+    )
     channel = grpc.insecure_channel(target)
     stub = helloworld_pb2_grpc.GreeterStub(channel)
     answered = [0]
@@ -96,4 +98,4 @@ def main(greenlets, calls):
 
 if __name__ == "__main__":
     args = [int(a) for a in sys.argv[1:3]]
-    S.run(main, *(args + [500, 40][len(args):]))
+    S.run(main, *(args + [500, 40][len(args) :]))

@@ -61,16 +61,21 @@ def main():
     address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:0"
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     testing_pb2_grpc.add_TestServiceServicer_to_server(EchoServicer(), server)
-    server.add_generic_rpc_handlers((
-        grpc.method_handlers_generic_handler(
-            "grpc_green.testing.Raw",
-            {
-                "Identity": grpc.unary_unary_rpc_method_handler(lambda request, context: request),
-                "Upper": grpc.unary_unary_rpc_method_handler(
-                    lambda request, context: request.upper()),
-            },
-        ),
-    ))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "grpc_green.testing.Raw",
+                {
+                    "Identity": grpc.unary_unary_rpc_method_handler(
+                        lambda request, context: request
+                    ),
+                    "Upper": grpc.unary_unary_rpc_method_handler(
+                        lambda request, context: request.upper()
+                    ),
+                },
+            ),
+        )
+    )
     port = server.add_insecure_port(address)
     server.start()
     threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()

@@ -39,7 +39,8 @@ def main():
     args = parser.parse_args()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     interop_test_pb2_grpc.add_TestServiceServicer_to_server(
-        InteropServicer(sleep=time.sleep), server)
+        InteropServicer(sleep=time.sleep), server
+    )
     port = server.add_insecure_port(args.address)
     server.start()
     threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
