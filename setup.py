@@ -1,8 +1,8 @@
 """Build script for grpc_green and its C++ engine, grpc_green._core."""
 
 import glob
-import re
 import os
+import re
 import subprocess
 
 from setuptools import Extension, setup
@@ -88,7 +88,7 @@ core = Extension(
     include_dirs=["csrc", "csrc/engine", greenlet_include()],
     extra_compile_args=compile_args + cflags,
     extra_link_args=link_args,
-    libraries=[l[2:] for l in libs],
+    libraries=[lib[2:] for lib in libs],
     define_macros=defines,
     language="c++",
     depends=glob.glob("csrc/*.hpp") + glob.glob("csrc/engine/*.hpp"),

@@ -50,13 +50,13 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from run import (
-    ROOT,
+from run import (  # noqa: E402  (bench/ is on sys.path from here)
     RESULTS,
+    ROOT,
     BenchError,
     Server,
     cores,
-    generate_protos,  # noqa: E402
+    generate_protos,
     log,
     pinned,
 )
@@ -188,14 +188,14 @@ def run_client(client, test, count, args, port, server_pid):
     except subprocess.TimeoutExpired:
         raise BenchError(
             "timed out: client killed after %.0f s (its watchdog did not end it)" % timeout
-        )
+        ) from None
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     try:
         res = json.loads(lines[-1])
     except (IndexError, ValueError):
         raise BenchError(
             "client exit %d, no result; stderr: %s" % (p.returncode, p.stderr.strip()[-800:])
-        )
+        ) from None
     res["command"] = shlex.join(cmd)
     res["exit_status"] = p.returncode
     if res.get("stalled") and "per_s" in res:
@@ -305,7 +305,7 @@ def measure(args, server_binary):
     finally:
         keeper.stop()
     for test in args.tests:
-        for client, cell in results[test].items():
+        for cell in results[test].values():
             runs = [r for r in cell["runs"] if not r.get("stalled")]
             if cell["status"] is None:
                 cell["status"] = "ok" if len(runs) == args.repeats else "failed"
@@ -332,7 +332,7 @@ def measure(args, server_binary):
             share = cell["server_cpu_share_median"]
             cell["server_bound"] = share is not None and share >= SERVER_BOUND_SHARE
         base = results[test].get(BASELINE)
-        for client, cell in results[test].items():
+        for cell in results[test].values():
             both = cell["ok"] and base is not None and base["ok"]
             cell["ratio_vs_grpcio_sync"] = (
                 cell["per_s_median"] / base["per_s_median"] if both else None
@@ -462,7 +462,7 @@ def versions(server_binary):
         import grpc
 
         out["grpcio"] = grpc.__version__
-    except Exception:
+    except Exception:  # noqa: BLE001  (a version that cannot be read is left out)
         pass
     for mod, key in (
         ("google.protobuf", "protobuf_python"),
@@ -471,7 +471,7 @@ def versions(server_binary):
     ):
         try:
             out[key] = __import__(mod, fromlist=["__version__"]).__version__
-        except Exception:
+        except Exception:  # noqa: BLE001  (a version that cannot be read is left out)
             pass
     for key, cmd in (
         ("grpcxx", ["pkg-config", "--modversion", "grpc++"]),
@@ -481,14 +481,14 @@ def versions(server_binary):
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
             out[key] = p.stdout.strip() or None
-        except Exception:
+        except (OSError, subprocess.SubprocessError):
             pass
     try:
         sys.path.insert(0, ROOT)
         from grpc_green._version import __version__ as green_version
 
         out["grpc_green"] = green_version
-    except Exception:
+    except Exception:  # noqa: BLE001  (a version that cannot be read is left out)
         pass
     out["server_binary"] = os.path.relpath(server_binary, ROOT)
     return out

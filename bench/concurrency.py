@@ -35,18 +35,18 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from procs import (
+from procs import (  # noqa: E402  (bench/ is on sys.path from here)
     GEN,
     RESULTS,
     BenchError,
     Child,
-    finish_row,
     Sampler,
-    WaitServer,  # noqa: E402
+    WaitServer,
     advertised_settings,
     cores,
     cpu_seconds,
     emit,
+    finish_row,
     generate_protos,
     git_head,
     grpcio_version,
@@ -219,7 +219,7 @@ def child(argv):
             "first_error": first_error,
             "starts": rel(started),
             "ends": rel(e for e in ends if e is not None),
-            "ends_ok": rel(e for e, c in zip(ends, call_codes) if c == "OK"),
+            "ends_ok": rel(e for e, c in zip(ends, call_codes, strict=True) if c == "OK"),
             "client_rss_kib": status(os.getpid())["VmRSS"],
             "client_cpu_s": round(cpu_stop - cpu_go, 3),
         },
@@ -412,7 +412,7 @@ def print_table(rows, args, loads):
     print(
         "slow dependency: %s unary calls started at once, each handler waits %.1f s; "
         "grpc_green client over %d channels, deadline %.0f s, cap %.0f s"
-        % ("{:,}".format(args.requests), args.delay, args.channels, args.deadline, args.cap)
+        % (f"{args.requests:,}", args.delay, args.channels, args.deadline, args.cap)
     )
     print(
         "server on core %s, load generator on core %s; %d CPUs, load average %.2f at start, "
@@ -435,7 +435,7 @@ def print_table(rows, args, loads):
         if not r["ok"]:
             print("%-31s FAILED: %s" % (r["label"], r["error"]))
             continue
-        errors = ", ".join("%s %s" % (c, "{:,}".format(k)) for c, k in sorted(r["errors"].items()))
+        errors = ", ".join("%s %s" % (c, f"{k:,}") for c, k in sorted(r["errors"].items()))
         print(
             "%-31s %13s %10s %24s %8s %9s %9s %9s  %s"
             % (
@@ -490,7 +490,7 @@ def print_table(rows, args, loads):
                     r["waited_s"],
                     "{:,}".format(r["ok_count"]),
                     r["ok_per_s"],
-                    "{:,}".format(args.requests),
+                    f"{args.requests:,}",
                     "{:,.0f}".format(r["projected_all_s"]),
                     r["projected_all_s"] / 60,
                 )
@@ -510,7 +510,7 @@ def print_table(rows, args, loads):
             notes.append(
                 "target, all %s OK within %.0f s of the first start: %s"
                 % (
-                    "{:,}".format(args.requests),
+                    f"{args.requests:,}",
                     TARGET_ALL_DONE_S,
                     ("met (%.2f s)" % r["last_ok_s"])
                     if t_ok

@@ -677,7 +677,7 @@ def print_table(rows, args, loads):
                 IMPLS[r["impl"]],
                 TESTS[r["test"]],
                 r["callers"] if r["test"] == "unary" else 1,
-                "{:,.0f}".format(per_s) if per_s is not None else "-",
+                f"{per_s:,.0f}" if per_s is not None else "-",
                 fmt_ms(lat.get("p50")),
                 fmt_ms(lat.get("p99")),
                 fmt_ms(tick.get("lag_max_ms")) + " ms"

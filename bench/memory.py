@@ -40,17 +40,17 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from procs import (
+from procs import (  # noqa: E402  (bench/ is on sys.path from here)
     GEN,
     RESULTS,
     BenchError,
     Child,
-    finish_row,
     WaitServer,
-    advertised_settings,  # noqa: E402
+    advertised_settings,
     cores,
     count_sockets,
     emit,
+    finish_row,
     generate_protos,
     git_head,
     grpcio_version,

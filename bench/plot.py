@@ -17,7 +17,7 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 COLORS = {
     "grpc_green": "#2e7d32",
@@ -41,7 +41,7 @@ def _short(v):
         return "%.0fk" % (v / 1000)
     if v >= 10000:
         return "%.1fk" % (v / 1000)
-    return "{:,.0f}".format(v)
+    return f"{v:,.0f}"
 
 
 def plot_server(report, path):

@@ -217,7 +217,7 @@ class WaitServer:
         try:
             line = self._port_q.get(timeout=START_TIMEOUT)
         except queue.Empty:
-            raise BenchError("server printed no port within %.0f s" % START_TIMEOUT)
+            raise BenchError("server printed no port within %.0f s" % START_TIMEOUT) from None
         if line is None:
             self.proc.wait(timeout=STOP_TIMEOUT)
             raise BenchError(
@@ -227,7 +227,7 @@ class WaitServer:
         try:
             self.port = int(line)
         except ValueError:
-            raise BenchError("server's first line is not a port: %r" % line[:200])
+            raise BenchError("server's first line is not a port: %r" % line[:200]) from None
         return self.port
 
     def _read(self):
@@ -329,7 +329,7 @@ class Child:
                 self.kill()
                 raise BenchError(
                     "child gave no %s within %.0f s (killed)" % ("/".join(kinds), limit)
-                )
+                ) from None
             if kind is None:
                 self.proc.wait(timeout=STOP_TIMEOUT)
                 raise BenchError(
@@ -350,7 +350,7 @@ class Child:
             self.proc.stdin.write((line + "\n").encode())
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError) as e:
-            raise BenchError("could not write to the child: %s" % e)
+            raise BenchError("could not write to the child: %s" % e) from e
 
     def kill(self):
         self.killed = True

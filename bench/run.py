@@ -42,7 +42,7 @@ import threading
 import time
 
 import procs
-from procs import BenchError, cores, log, pinned  # noqa: F401  (gevent_inprocess uses them from here)
+from procs import BenchError, cores, log, pinned  # client.py, gevent_inprocess.py: from here
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
@@ -105,7 +105,7 @@ def generate_protos():
     """bench/echo.proto -> bench/_gen/echo_pb2.py (regenerated every run); the module."""
     procs.generate_protos()
     sys.path.insert(0, GEN)
-    import echo_pb2  # noqa: E402
+    import echo_pb2
 
     return echo_pb2
 
@@ -193,7 +193,7 @@ class Server:
             try:
                 line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
-                raise BenchError("no port on stdout within %.0fs" % START_TIMEOUT)
+                raise BenchError("no port on stdout within %.0fs" % START_TIMEOUT) from None
             if line is None:
                 try:
                     self.proc.wait(timeout=STOP_TIMEOUT)
@@ -207,14 +207,14 @@ class Server:
         try:
             port = int(got[0].decode().strip())
         except ValueError:
-            raise BenchError("first stdout line is not a port: %r" % got[0][:200])
+            raise BenchError("first stdout line is not a port: %r" % got[0][:200]) from None
         if not 0 < port < 65536:
             raise BenchError("bad port %d" % port)
         if self.info_line:
             try:
                 self.info = json.loads(got[1].decode())
             except ValueError:
-                raise BenchError("second stdout line is not JSON: %r" % got[1][:200])
+                raise BenchError("second stdout line is not JSON: %r" % got[1][:200]) from None
         return port
 
     def _wait_listening(self):
@@ -298,7 +298,9 @@ def check_grpc_call(port, body_file, expected_body):
         )
         plain = subprocess.run(base, capture_output=True, timeout=CHECK_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise BenchError("verification call (nghttp) timed out after %.0fs" % CHECK_TIMEOUT)
+        raise BenchError(
+            "verification call (nghttp) timed out after %.0fs" % CHECK_TIMEOUT
+        ) from None
     text = verbose.stdout.decode(errors="replace")
     headers = _RECV_HEADER.findall(text)
     status = [v.strip() for k, v in headers if k == ":status"]
@@ -333,7 +335,7 @@ def check_static(port, path, body_file, expected_body):
     try:
         p = subprocess.run(cmd, capture_output=True, timeout=CHECK_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise BenchError("verification request timed out after %.0fs" % CHECK_TIMEOUT)
+        raise BenchError("verification request timed out after %.0fs" % CHECK_TIMEOUT) from None
     if p.returncode != 0 or p.stdout != expected_body:
         raise BenchError(
             "verification request failed (exit %d, body %d B %r...)"
@@ -364,7 +366,9 @@ def parse_h2load(out):
     if not m:
         raise BenchError("h2load output has no 'requests:' line:\n" + out[-800:])
     for key, val in zip(
-        ("total", "started", "done", "succeeded", "failed", "errored", "timeout"), m.groups()
+        ("total", "started", "done", "succeeded", "failed", "errored", "timeout"),
+        m.groups(),
+        strict=True,
     ):
         res[key] = int(val)
     m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
@@ -420,7 +424,7 @@ def h2load(core, url, requests, args, extra, timeout):
             "h2load killed after %.0fs (-n %d): the server answered too slowly "
             "to finish, yet never went %ds without activity"
             % (timeout, requests, args.stall_seconds)
-        )
+        ) from None
     wall = time.monotonic() - t0
     if p.returncode != 0:
         raise BenchError("h2load exit %d: %s" % (p.returncode, (p.stderr or p.stdout)[-500:]))
@@ -610,7 +614,7 @@ def run_row(name, payload, args, files):
         row["ok"] = True
     except BenchError as e:
         row["error"] = str(e)
-    except Exception as e:  # never let one row take the others down
+    except Exception as e:  # noqa: BLE001  (never let one row take the others down)
         row["error"] = "%s: %s" % (type(e).__name__, e)
     finally:
         server.stop()
@@ -667,7 +671,7 @@ def summarize(rows, names, payloads):
 
 
 def fmt_int(v):
-    return "{:,.0f}".format(v)
+    return f"{v:,.0f}"
 
 
 def print_table(summary, names, payloads, args):
@@ -778,7 +782,7 @@ def versions(args):
         try:
             m = __import__(mod, fromlist=["__version__"])
             out["grpcio" if mod == "grpc" else mod.split(".")[-1]] = m.__version__
-        except Exception:
+        except Exception:  # noqa: BLE001  (a version that cannot be read is left out)
             pass
     for key, cmd in (
         ("h2load", ["h2load", "--version"]),
@@ -789,7 +793,7 @@ def versions(args):
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
             out[key] = p.stdout.strip() or None
-        except Exception:
+        except (OSError, subprocess.SubprocessError):
             pass
     return out
 

@@ -798,7 +798,7 @@ class AuthMetadataContext(abc.ABC):
     method_name: str
 
 
-class AuthMetadataPluginCallback(abc.ABC):
+class AuthMetadataPluginCallback(abc.ABC):  # noqa: B024  (grpcio's: no abstract method)
     """Callback an AuthMetadataPlugin uses to hand back its result."""
 
     def __call__(self, metadata: MetadataType, error: Exception | None) -> None:
@@ -806,7 +806,7 @@ class AuthMetadataPluginCallback(abc.ABC):
         raise NotImplementedError()
 
 
-class AuthMetadataPlugin(abc.ABC):
+class AuthMetadataPlugin(abc.ABC):  # noqa: B024  (grpcio's: no abstract method)
     """User-supplied producer of authentication metadata."""
 
     def __call__(self, context: AuthMetadataContext, callback: AuthMetadataPluginCallback) -> None:

@@ -34,7 +34,7 @@ from grpc_green._typing import (
 from grpc_green._version import __version__
 
 _LOGGER = logging.getLogger(__name__)
-_USER_AGENT = "grpc-python-grpc_green/{} (nghttp2 {})".format(__version__, _core.NGHTTP2_VERSION)
+_USER_AGENT = f"grpc-python-grpc_green/{__version__} (nghttp2 {_core.NGHTTP2_VERSION})"
 
 
 class _CallState:
@@ -77,7 +77,7 @@ class _CallState:
         return False
 
     def debug_error_string(self) -> str:
-        return "{}: {}".format(self._code, self._details)
+        return f"{self._code}: {self._details}"
 
 
 class _CompletedCall(_CallState, _api.Call):
@@ -98,8 +98,10 @@ class _InactiveRpcError(_CallState, _api.RpcError, _api.Call, _api.Future):
         _api.RpcError.__init__(self)
 
     def __str__(self) -> str:
-        return '<_InactiveRpcError of RPC that terminated with:\n\tstatus = {}\n\tdetails = "{}"\n>'.format(
-            self._code, self._details
+        return (
+            "<_InactiveRpcError of RPC that terminated with:\n"
+            f"\tstatus = {self._code}\n"
+            f'\tdetails = "{self._details}"\n>'
         )
 
     __repr__ = __str__
@@ -132,8 +134,10 @@ def _serialize(serializer: SerializingFunction | None, request: Any) -> Any:
         return request
     try:
         return serializer(request)
-    except Exception:
-        raise _InactiveRpcError(StatusCode.INTERNAL, "Exception serializing request!")
+    except Exception:  # noqa: BLE001  (the application's serializer: any failure is INTERNAL)
+        # What the serializer raised is the context, not the cause, as the
+        # engine's unary path has it.
+        raise _InactiveRpcError(StatusCode.INTERNAL, "Exception serializing request!")  # noqa: B904
 
 
 def _logged(fn: Callable[..., object], *args: Any) -> Callable[[], None]:
@@ -142,7 +146,7 @@ def _logged(fn: Callable[..., object], *args: Any) -> Callable[[], None]:
     def run() -> None:
         try:
             fn(*args)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  (logged as grpcio logs it)
             _LOGGER.error("Exception in callback %s: %s", repr(fn), repr(e))
 
     return run
@@ -254,7 +258,7 @@ class _UnaryFuture(_api.Future, _api.Call):
         for fn in callbacks or ():
             try:
                 fn(self)
-            except Exception as e:  # logged as grpcio logs it, and the others run
+            except Exception as e:  # noqa: BLE001  (logged as grpcio logs it; the others run)
                 _LOGGER.error("Exception in callback %s: %s", repr(fn), repr(e))
 
     # Future
@@ -443,7 +447,7 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future, MessageReader):
 
     def debug_error_string(self) -> str:
         self._call.wait()
-        return "{}: {}".format(self.code(), self._call.details)
+        return f"{self.code()}: {self._call.details}"
 
     # Future
     def cancelled(self) -> bool:
@@ -513,9 +517,11 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future, MessageReader):
 
     def __str__(self) -> str:
         if self._call.is_active():
-            return "<{} object of in-flight RPC>".format(type(self).__name__)
-        return '<{} of RPC that terminated with:\n\tstatus = {}\n\tdetails = "{}"\n>'.format(
-            type(self).__name__, int_to_status_code(self._call.code), self._call.details
+            return f"<{type(self).__name__} object of in-flight RPC>"
+        return (
+            f"<{type(self).__name__} of RPC that terminated with:\n"
+            f"\tstatus = {int_to_status_code(self._call.code)}\n"
+            f'\tdetails = "{self._call.details}"\n>'
         )
 
     __repr__ = __str__

@@ -137,7 +137,8 @@ class MessageReader:
             return self._deserializer(raw)
         except Exception:
             self._logger.exception(self._deserialize_error)
-            raise self._deserialize_error_reported()
+            # The deserializer's exception stays the context (not the cause).
+            raise self._deserialize_error_reported()  # noqa: B904
 
     next = __next__
 

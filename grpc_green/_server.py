@@ -29,7 +29,6 @@ from grpc_green._common import (
     send_messages,
     transform,
 )
-
 from grpc_green._typing import (
     ChannelArgumentType,
     DeserializingFunction,
@@ -180,7 +179,7 @@ class _Server(_api.Server):
         for h in generic_rpc_handlers:
             if not hasattr(h, "service"):
                 raise AttributeError(
-                    'Attempted to add a generic handler without a "service" method: {}'.format(h)
+                    f'Attempted to add a generic handler without a "service" method: {h}'
                 )
         self._generic.extend(generic_rpc_handlers)
         self._index_handlers()
@@ -189,7 +188,7 @@ class _Server(_api.Server):
         self, service_name: str, method_handlers: Mapping[str, _api.RpcMethodHandler]
     ) -> None:
         for name, handler in method_handlers.items():
-            self._registered["/{}/{}".format(service_name, name)] = handler
+            self._registered[f"/{service_name}/{name}"] = handler
         self._index_handlers()
 
     def _index_handlers(self) -> None:
@@ -263,7 +262,7 @@ class _Server(_api.Server):
             handler = self._lookup(call.method, call)
         except Exception as exc:
             _LOGGER.exception("Exception servicing handler")
-            call.respond(None, UNKNOWN, "Exception servicing handler: {}".format(exc), None)
+            call.respond(None, UNKNOWN, f"Exception servicing handler: {exc}", None)
             return
         if handler is None:
             call.respond(None, UNIMPLEMENTED, "Method not found!", None)
@@ -311,7 +310,7 @@ def _fail(call: _core.ServerCall, context: _Context, exc: Exception, prefix: str
     else:
         try:
             text = prefix + str(exc)
-        except Exception:
+        except Exception:  # noqa: BLE001  (str() of the application's exception failed)
             text = "Calling application raised unprintable Exception!"
         _LOGGER.exception(text)
         code, details, trailing = context._final(UNKNOWN, text)
@@ -330,7 +329,7 @@ def _serve(call: _core.ServerCall, handler: _api.RpcMethodHandler) -> None:
                 call.respond(
                     None,
                     UNIMPLEMENTED,
-                    '"{}" requires exactly one request message.'.format(call.method),
+                    f'"{call.method}" requires exactly one request message.',
                     None,
                 )
             return
@@ -353,7 +352,7 @@ def _serve(call: _core.ServerCall, handler: _api.RpcMethodHandler) -> None:
     context = _Context(call)
     try:
         result = behavior(request, context)  # type: ignore[misc]  # the handler's one behavior
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (the call's status says it; _fail logs it)
         _fail(call, context, exc, "Exception calling application: ")
         return
     if response_streaming:
@@ -392,7 +391,7 @@ def _stream_responses(
             call.respond(None, code, details, trailing)
         elif outcome == NOT_SERIALIZED:
             call.respond(None, INTERNAL, _SERIALIZE_ERROR, None)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (the call's status says it; _fail logs it)
         _fail(call, context, exc, "Exception iterating responses: ")
     finally:
         close = getattr(responses, "close", None)

@@ -42,7 +42,7 @@ class RpcMethodHandler(
 
 
 def _full_method(service: str, method: str) -> str:
-    return "/{}/{}".format(service, method)
+    return f"/{service}/{method}"
 
 
 class DictionaryGenericHandler(_api.ServiceRpcHandler):

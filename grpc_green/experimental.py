@@ -68,9 +68,7 @@ def _warn_experimental(name: str, stacklevel: int) -> None:
         return
     _warned.add(name)
     warnings.warn(
-        "'{}' is an experimental API. It may change or be removed in any minor release.".format(
-            name
-        ),
+        f"'{name}' is an experimental API. It may change or be removed in any minor release.",
         ExperimentalApiWarning,
         stacklevel=stacklevel + 1,
     )

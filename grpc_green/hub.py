@@ -42,7 +42,7 @@ class Task(Generic[_T]):
     def _run(self, fn: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
             self._value = fn(*args, **kwargs)
-        except BaseException as exc:  # kept for get(); GreenletExit included
+        except BaseException as exc:  # noqa: BLE001  (kept for get(); GreenletExit included)
             self._exc = exc
         finally:
             self._done.set()

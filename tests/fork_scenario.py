@@ -31,7 +31,6 @@ if MODE.startswith("gevent"):
 
     monkey.patch_all(grpc=True)
     import gevent
-
     import grpc
 
     sleep = gevent.sleep
@@ -127,7 +126,7 @@ def main():
         code = 0
         try:
             child(server, channel, stream, kind, peer_before, w)
-        except BaseException as exc:  # reported through the exit status
+        except BaseException as exc:  # noqa: BLE001  (reported through the exit status)
             os.write(w, json.dumps({"child_error": repr(exc)}).encode())
             code = 3
         finally:

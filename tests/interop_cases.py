@@ -225,7 +225,7 @@ def server_streaming(channel, new_event):
     responses = list(call)
     assert call.code() is grpc.StatusCode.OK, "status %s" % call.code()
     assert len(responses) == len(sizes), "%d responses, expected %d" % (len(responses), len(sizes))
-    for index, (response, size) in enumerate(zip(responses, sizes)):
+    for index, (response, size) in enumerate(zip(responses, sizes, strict=True)):
         _check_payload(response.payload, size, "response %d" % index)
 
 
@@ -234,7 +234,9 @@ def ping_pong(channel, new_event):
     payload_sizes = (27182, 8, 1828, 45904)
     with Pipe(new_event) as pipe:
         call = _rpc(channel, "TestService", "FullDuplexCall")(pipe)
-        for index, (response_size, payload_size) in enumerate(zip(response_sizes, payload_sizes)):
+        for index, (response_size, payload_size) in enumerate(
+            zip(response_sizes, payload_sizes, strict=True)
+        ):
             pipe.add(_streaming_request(response_size, payload_size))
             response = next(call)
             _check_payload(response.payload, response_size, "response %d" % index)

@@ -336,7 +336,7 @@ class _FakeCall:
             return next(self._responses)
         except StopIteration:
             if self._error is not None:
-                raise self._error
+                raise self._error from None
             raise
 
     def code(self):

@@ -12,6 +12,7 @@ With GRPC_GREEN_TEST_IMPL=grpcio the examples run on real grpcio: a stand-in
 on PYTHONPATH, so ``import grpc`` in the examples is grpcio.
 """
 
+import itertools
 import math
 import os
 import re
@@ -143,7 +144,7 @@ def test_route_guide(demo_env):
         "Visiting point (%.4f, %.4f)" % point for point in route
     ]
     distance = 0.0
-    for (lat1, lon1), (lat2, lon2) in zip(route, route[1:]):
+    for (lat1, lon1), (lat2, lon2) in itertools.pairwise(route):
         phi1, phi2 = math.radians(lat1), math.radians(lat2)
         h = (
             math.sin((phi2 - phi1) / 2) ** 2

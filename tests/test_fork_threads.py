@@ -16,9 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-
 import grpc
+import pytest
 from conftest import ROOT
 
 pytestmark = pytest.mark.green_only
@@ -50,7 +49,7 @@ def _in_thread(fn):
     def run():
         try:
             box["value"] = fn()
-        except BaseException as exc:  # handed to the test thread
+        except BaseException as exc:  # noqa: BLE001  (handed to the test thread)
             box["error"] = exc
 
     t = threading.Thread(target=run)

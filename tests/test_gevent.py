@@ -43,7 +43,6 @@ import os
 import sys
 
 import pytest
-
 from conftest import GEN_DIR, ROOT, TESTS_DIR
 
 SCENARIOS = TESTS_DIR / "gevent_scenarios"

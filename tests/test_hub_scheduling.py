@@ -5,9 +5,10 @@ of every other greenlet."""
 import signal
 import time
 
-import grpc_green.hub as green_hub
 import pytest
 import testing_pb2
+
+import grpc_green.hub as green_hub
 
 ROUNDS_LIMIT = 100_000
 

@@ -11,9 +11,9 @@ gc.collect():
   cannot see).
 """
 
+import collections
 import ctypes
 import ctypes.util
-import collections
 import gc
 import logging
 import os
@@ -212,7 +212,7 @@ def test_no_leak_deadline_exceeded_calls(stub, echo_server, hub, support):
     batch = 50
 
     def run(n):
-        for start in range(0, n, batch):
+        for _ in range(0, n, batch):
             futures = [stub.Echo.future(request, timeout=0.01) for _ in range(batch)]
             for future in futures:
                 assert future.exception(timeout=10).code() is grpc.StatusCode.DEADLINE_EXCEEDED

@@ -901,8 +901,7 @@ class IteratorBoom(Exception):
 
 
 def _failing_requests(n):
-    for request in _requests(n):
-        yield request
+    yield from _requests(n)
     raise IteratorBoom("request iterator broke")
 
 
@@ -979,7 +978,7 @@ def test_request_iterator_parked_on_an_event_does_not_stall_other_calls(stub, hu
     call = stub.Bidi(requests(), timeout=30)
     assert next(call).message == "before"
     # The request iterator is parked now; other calls go on.
-    for i in range(5):
+    for _ in range(5):
         assert [r.index for r in stub.ServerStream(Req(response_count=2), timeout=10)] == [0, 1]
         assert stub.ClientStream(iter(_requests(3)), timeout=10).count == 3
     assert released == []
@@ -1002,7 +1001,7 @@ def test_request_iterators_that_sleep_are_consumed_concurrently(stub, hub):
             yield Req(message="%s%d" % (tag, i))
 
     futures = [stub.ClientStream.future(requests(tag), timeout=30) for tag in "abcd"]
-    for tag, future in zip("abcd", futures):
+    for tag, future in zip("abcd", futures, strict=True):
         assert list(future.result(timeout=30).messages) == ["%s%d" % (tag, i) for i in range(6)]
     assert sorted(order) == sorted("abcd" * 6)
     assert order != sorted(order), order  # not a, a, ..., b, b, ...

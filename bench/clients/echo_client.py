@@ -123,21 +123,21 @@ IMPL = ARGS.impl
 # --- the implementation behind `grpc`: chosen before anything imports it ---------
 if IMPL == "grpc_green":
     sys.path.insert(0, ROOT)  # grpc_green, built in place
-    import grpc_green.monkey  # noqa: E402
+    import grpc_green.monkey
 
     grpc_green.monkey.patch_grpc()
 elif IMPL == "grpcio_gevent":
-    from gevent import monkey  # noqa: E402
+    from gevent import monkey
 
     monkey.patch_all()
-    import gevent  # noqa: E402
+    import gevent
 
     if ARGS.gevent_threadpool:
         gevent.get_hub().threadpool.maxsize = ARGS.gevent_threadpool
 import grpc  # noqa: E402
 
 if IMPL == "grpcio_gevent":
-    from grpc.experimental import gevent as grpc_gevent  # noqa: E402
+    from grpc.experimental import gevent as grpc_gevent
 
     grpc_gevent.init_gevent()
 if IMPL != "grpc_green" and ("grpc_green" in sys.modules or grpc.__name__ != "grpc"):

@@ -52,11 +52,11 @@ import json  # noqa: E402
 from concurrent import futures  # noqa: E402
 
 if MODE == "grpc_green":
-    import grpc_green as grpc  # noqa: E402
+    import grpc_green as grpc
 else:
-    import grpc  # noqa: E402
+    import grpc
 if MODE == "grpcio_gevent":
-    from grpc.experimental import gevent as grpc_gevent  # noqa: E402
+    from grpc.experimental import gevent as grpc_gevent
 
     grpc_gevent.init_gevent()
 import echo_pb2  # noqa: E402

@@ -40,9 +40,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_HERE, "..", "_gen"))
 # The repository root is not put on sys.path: nothing of grpc_green is imported.
 
+import echo_pb2  # noqa: E402
 import grpc  # noqa: E402  (grpcio: pygrpc-native uses its types and helpers)
 import pygrpc_native  # noqa: E402
-import echo_pb2  # noqa: E402
 
 MODE = "pygrpc_native"
 MAX_WORKERS = 16  # as the grpcio sync row (echo_server.py grpcio_sync)

@@ -37,17 +37,17 @@ sys.path.insert(0, os.path.join(_HERE, "..", ".."))  # repo root (in-place build
 
 IMPL = sys.argv[1] if len(sys.argv) > 1 else None
 if IMPL == "grpc_green":
-    import grpc_green as grpc  # noqa: E402
-    import grpc_green.hub  # noqa: E402
+    import grpc_green as grpc
+    import grpc_green.hub
 
     wait = grpc_green.hub.sleep
 
     def background(fn):
         grpc_green.hub.spawn(fn)
 elif IMPL == "grpcio_sync":
-    import time  # noqa: E402
+    import time
 
-    import grpc  # noqa: E402
+    import grpc
 
     wait = time.sleep
 

@@ -15,9 +15,9 @@ import grpc_green.monkey
 
 grpc_green.monkey.patch_grpc()
 
-import grpc  # noqa: E402  (grpc_green under grpcio's name)
 import fibonacci_pb2  # noqa: E402
 import fibonacci_pb2_grpc  # noqa: E402
+import grpc  # noqa: E402  (grpc_green under grpcio's name)
 
 
 def get_sequence(stub, count):

@@ -19,9 +19,9 @@ import grpc_green.monkey
 
 grpc_green.monkey.patch_grpc()
 
-import grpc  # noqa: E402  (grpc_green under grpcio's name)
 import fibonacci_pb2  # noqa: E402
 import fibonacci_pb2_grpc  # noqa: E402
+import grpc  # noqa: E402  (grpc_green under grpcio's name)
 
 # F(93) is the last Fibonacci number below 2**64, so 94 numbers fit in uint64.
 MAX_COUNT = 94

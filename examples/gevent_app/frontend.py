@@ -33,10 +33,11 @@ if grpc.__name__ != "grpc_green":
         "grpc_green.egg-info on PYTHONPATH)"
     )
 
-import grpc_green.hub  # noqa: E402
 import inventory_pb2  # noqa: E402
 import inventory_pb2_grpc  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
+
+import grpc_green.hub  # noqa: E402
 
 RPC_TIMEOUT = 10  # seconds
 # An HTTP status for each gRPC status the backend may answer with; anything

@@ -97,7 +97,7 @@ def exercise(base):
     with ThreadPoolExecutor(max_workers=REQUESTS) as pool:
         answers = list(pool.map(lambda item: get(base + "/items/" + item["sku"]), wanted))
     wall = time.monotonic() - start_time
-    for item, answer in zip(wanted, answers):
+    for item, answer in zip(wanted, answers, strict=True):
         expect("GET /items/" + item["sku"], answer, 200, item)
     print(
         "%d concurrent GET /items/<sku>: all answered correctly in %.2f s"

@@ -79,7 +79,7 @@ def stop_server(server):
         server.wait(15)
     except subprocess.TimeoutExpired:
         demo_runner.stop(server)
-        raise Failed("the server did not stop within 15 s of SIGTERM")
+        raise Failed("the server did not stop within 15 s of SIGTERM") from None
     output = server.stdout.read()
     sys.stdout.write(output)
     if server.returncode != 0:

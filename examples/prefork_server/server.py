@@ -93,7 +93,7 @@ def fork_worker(port, ready_fd, signal_mask):
     try:
         serve_worker(port, ready_fd, signal_mask)
         status = 0
-    except BaseException:
+    except BaseException:  # noqa: BLE001  (printed; the worker's exit status says it failed)
         traceback.print_exc()
     finally:
         sys.stdout.flush()

@@ -29,6 +29,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import _scenario as S  # noqa: E402
+
 from grpc_green import monkey as green_monkey  # noqa: E402
 
 green_monkey.patch_grpc()
@@ -91,8 +92,7 @@ def server_stream(request, context):
     with stream_handlers:
         feeder = gevent.spawn(producer)
         try:
-            for item in queue:
-                yield item
+            yield from queue
         finally:
             feeder.kill()
 

@@ -106,11 +106,12 @@ def main():
         }
 
     import grpc
+    import helloworld_pb2
+    import helloworld_pb2_grpc
+
     import grpc_green
     import grpc_green.hub
     import grpc_green.monkey
-    import helloworld_pb2
-    import helloworld_pb2_grpc
 
     S.check(grpc is grpc_green, "import grpc gave", grpc.__name__, getattr(grpc, "__file__", None))
     S.check(grpc_green.monkey.is_grpc_patched(), "is_grpc_patched() is False")

@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_gen"))
 
-import grpc  # noqa: E402  (real grpcio: this process is never patched)
-import testing_pb2  # noqa: E402
-import testing_pb2_grpc  # noqa: E402
+import grpc  # real grpcio: this process is never patched
+import testing_pb2
+import testing_pb2_grpc
 
 UNICODE_DETAILS = [
     "plain details",

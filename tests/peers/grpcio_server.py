@@ -22,11 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_gen"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # echo_behaviour
 
-import grpc  # noqa: E402  (real grpcio: this process is never patched)
-import testing_pb2  # noqa: E402
-import testing_pb2_grpc  # noqa: E402
-
-from echo_behaviour import respond  # noqa: E402
+import grpc  # real grpcio: this process is never patched
+import testing_pb2
+import testing_pb2_grpc
+from echo_behaviour import respond
 
 
 class EchoServicer(testing_pb2_grpc.TestServiceServicer):

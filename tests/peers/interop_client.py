@@ -26,9 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_gen"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # interop_cases
 
-import grpc  # noqa: E402  (real grpcio: this process is never patched)
-
-from interop_cases import CASES  # noqa: E402
+import grpc  # real grpcio: this process is never patched
+from interop_cases import CASES
 
 
 def run_case(name, target, timeout):

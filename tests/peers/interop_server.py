@@ -19,10 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_gen"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # interop_service
 
-import grpc  # noqa: E402  (real grpcio: this process is never patched)
-import interop_test_pb2_grpc  # noqa: E402
-
-from interop_service import InteropServicer  # noqa: E402
+import grpc  # real grpcio: this process is never patched
+import interop_test_pb2_grpc
+from interop_service import InteropServicer
 
 
 def _exit_when_stdin_closes():
