@@ -1,7 +1,8 @@
 """Build script for grpc_green and its C++ engine, grpc_green._core."""
+
 import glob
-import re
 import os
+import re
 import subprocess
 
 from setuptools import Extension, setup
@@ -66,7 +67,10 @@ sources = sorted(glob.glob("csrc/engine/*.cpp") + glob.glob("csrc/*.cpp"))
 
 def nghttp2_header_declares(symbol):
     """Debian backports API into 1.52 (the rapid-reset limit): look, don't guess."""
-    for inc in [f[2:] for f in cflags if f.startswith("-I")] + ["/usr/include", "/usr/local/include"]:
+    for inc in [f[2:] for f in cflags if f.startswith("-I")] + [
+        "/usr/include",
+        "/usr/local/include",
+    ]:
         path = os.path.join(inc, "nghttp2", "nghttp2.h")
         if os.path.exists(path):
             with open(path) as f:
@@ -84,7 +88,7 @@ core = Extension(
     include_dirs=["csrc", "csrc/engine", greenlet_include()],
     extra_compile_args=compile_args + cflags,
     extra_link_args=link_args,
-    libraries=[l[2:] for l in libs],
+    libraries=[lib[2:] for lib in libs],
     define_macros=defines,
     language="c++",
     depends=glob.glob("csrc/*.hpp") + glob.glob("csrc/engine/*.hpp"),
@@ -95,9 +99,11 @@ setup(
     version=VERSION,
     description="gRPC for greenlet and gevent applications, on nghttp2 and libev",
     packages=["grpc_green"],
+    # PEP 561: the package's annotations, and the extension's stub.
+    package_data={"grpc_green": ["py.typed", "_core.pyi"]},
     ext_modules=[core],
     cmdclass={"build_ext": BuildExt},
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     install_requires=["greenlet>=3.0", "protobuf>=4.21"],
     extras_require={"gevent": ["gevent>=24.2"]},
     # gevent.monkey.patch_all(grpc=True) patches grpc to grpc_green too.

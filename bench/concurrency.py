@@ -26,6 +26,7 @@ Prints a table and writes bench/results/concurrency.json. Exit status 0 when
 every grpc_green row ran without an error status (the targets are reported,
 not enforced), 1 otherwise. See bench/README.md.
 """
+
 import argparse
 import bisect
 import os
@@ -34,13 +35,31 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from procs import (GEN, RESULTS, BenchError, Child, finish_row, Sampler, WaitServer,  # noqa: E402
-                   advertised_settings, cores, cpu_seconds, emit, generate_protos, git_head,
-                   grpcio_version, impl_env, log, machine, max_streams_text, pinned,
-                   raise_nofile, write_json)
+from procs import (  # noqa: E402  (bench/ is on sys.path from here)
+    GEN,
+    RESULTS,
+    BenchError,
+    Child,
+    Sampler,
+    WaitServer,
+    advertised_settings,
+    cores,
+    cpu_seconds,
+    emit,
+    finish_row,
+    generate_protos,
+    git_head,
+    grpcio_version,
+    impl_env,
+    log,
+    machine,
+    max_streams_text,
+    pinned,
+    raise_nofile,
+    write_json,
+)
 
-SERVERS = {"grpc_green": "grpc_green (hub.sleep)",
-           "grpcio_sync": "grpcio sync (time.sleep, pool)"}
+SERVERS = {"grpc_green": "grpc_green (hub.sleep)", "grpcio_sync": "grpcio sync (time.sleep, pool)"}
 TARGET_ALL_DONE_S = 2.0  # the issue's targets for grpc_green
 TARGET_KIB_PER_RPC = 16.0
 PROGRESS_EVERY = 0.5
@@ -78,8 +97,11 @@ def child(argv):
 
     target = "127.0.0.1:%d" % args.port
     channels = [grpc.insecure_channel(target) for _ in range(args.channels)]
-    codec = dict(request_serializer=EchoMsg.SerializeToString,
-                 response_deserializer=EchoMsg.FromString, _registered_method=True)
+    codec = dict(
+        request_serializer=EchoMsg.SerializeToString,
+        response_deserializer=EchoMsg.FromString,
+        _registered_method=True,
+    )
     fast = [ch.unary_unary("/bench.Echo/Unary", **codec) for ch in channels]
     slow = [ch.unary_unary("/bench.Slow/Wait", **codec) for ch in channels]
     C = args.channels
@@ -102,13 +124,18 @@ def child(argv):
         return failures
 
     t = time.monotonic()
-    failures = (warm(fast, C, 10) + warm(fast, max(C, args.warmup_fast), 20)
-                + warm(slow, args.warmup_slow, 30))
+    failures = (
+        warm(fast, C, 10)
+        + warm(fast, max(C, args.warmup_fast), 20)
+        + warm(slow, args.warmup_slow, 30)
+    )
     if failures:
         emit("ERROR", {"error": "warm-up failed (%d): %s" % (len(failures), failures[0])})
         os._exit(2)
-    emit("WARM", {"seconds": round(time.monotonic() - t, 3),
-                  "client_rss_kib": status(os.getpid())["VmRSS"]})
+    emit(
+        "WARM",
+        {"seconds": round(time.monotonic() - t, 3), "client_rss_kib": status(os.getpid())["VmRSS"]},
+    )
     if sys.stdin.readline().strip() != "GO":  # the parent reads the idle server meanwhile
         os._exit(2)
 
@@ -151,8 +178,15 @@ def child(argv):
     def progress():
         while running["on"]:
             hub.sleep(PROGRESS_EVERY)
-            emit("PROGRESS", {"t": round(time.monotonic() - t_go, 3), "started": st["started"],
-                              "done": st["done"], "ok": st["ok"]})
+            emit(
+                "PROGRESS",
+                {
+                    "t": round(time.monotonic() - t_go, 3),
+                    "started": st["started"],
+                    "done": st["done"],
+                    "ok": st["ok"],
+                },
+            )
 
     hub.spawn(progress)
     for i in range(N):
@@ -169,17 +203,27 @@ def child(argv):
     def rel(values):
         return sorted(round(v - first, 4) for v in values)
 
-    emit("RESULT", {
-        "t_go": t_go, "first_start": first, "spawn_s": round(t_spawned - t_go, 4),
-        "finished": finished, "waited_s": round(t_stop - t_go, 3),
-        "started": st["started"], "done": st["done"], "ok": st["ok"],
-        "outstanding": N - st["done"], "codes": dict(codes), "first_error": first_error,
-        "starts": rel(started),
-        "ends": rel(e for e in ends if e is not None),
-        "ends_ok": rel(e for e, c in zip(ends, call_codes) if c == "OK"),
-        "client_rss_kib": status(os.getpid())["VmRSS"],
-        "client_cpu_s": round(cpu_stop - cpu_go, 3),
-    })
+    emit(
+        "RESULT",
+        {
+            "t_go": t_go,
+            "first_start": first,
+            "spawn_s": round(t_spawned - t_go, 4),
+            "finished": finished,
+            "waited_s": round(t_stop - t_go, 3),
+            "started": st["started"],
+            "done": st["done"],
+            "ok": st["ok"],
+            "outstanding": N - st["done"],
+            "codes": dict(codes),
+            "first_error": first_error,
+            "starts": rel(started),
+            "ends": rel(e for e in ends if e is not None),
+            "ends_ok": rel(e for e, c in zip(ends, call_codes, strict=True) if c == "OK"),
+            "client_rss_kib": status(os.getpid())["VmRSS"],
+            "client_cpu_s": round(cpu_stop - cpu_go, 3),
+        },
+    )
     os._exit(0)
 
 
@@ -261,11 +305,28 @@ def run_row(impl, args, server_core, client_core):
         port = server.start()
         row["settings"] = advertised_settings(port)
         row["max_concurrent_streams"] = max_streams_text(row["settings"])
-        cmd = pinned(client_core, [
-            sys.executable, os.path.abspath(__file__), "--child", "--port", str(port),
-            "--requests", str(args.requests), "--channels", str(args.channels),
-            "--deadline", str(args.deadline), "--cap", str(args.cap),
-            "--warmup-fast", str(args.warmup_fast), "--warmup-slow", str(args.warmup_slow)])
+        cmd = pinned(
+            client_core,
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--child",
+                "--port",
+                str(port),
+                "--requests",
+                str(args.requests),
+                "--channels",
+                str(args.channels),
+                "--deadline",
+                str(args.deadline),
+                "--cap",
+                str(args.cap),
+                "--warmup-fast",
+                str(args.warmup_fast),
+                "--warmup-slow",
+                str(args.warmup_slow),
+            ],
+        )
         row["command"] = " ".join(cmd)
         row["server_command"] = " ".join(server.argv)
         child = Child(cmd, impl_env("grpc_green"), WARM_TIMEOUT + args.cap + 30)
@@ -278,8 +339,10 @@ def run_row(impl, args, server_core, client_core):
         sampler.start()
         cpu_idle = cpu_seconds(server.pid)
         child.send("GO")
-        log("[concurrency] %s: idle server RSS %.1f MiB; %d calls starting"
-            % (impl, idle["VmRSS"] / 1024, args.requests))
+        log(
+            "[concurrency] %s: idle server RSS %.1f MiB; %d calls starting"
+            % (impl, idle["VmRSS"] / 1024, args.requests)
+        )
         progress = []
 
         def on_message(kind, obj):
@@ -288,10 +351,19 @@ def run_row(impl, args, server_core, client_core):
             progress.append(obj)
             if obj["t"] <= 3.0 or int(obj["t"] / PROGRESS_EVERY) % 10 == 0:
                 rss = sampler.samples[-1][1] if sampler.samples else 0
-                log("[concurrency] %s t=%.1f s: %d started, %d ended (%d OK); server RSS "
+                log(
+                    "[concurrency] %s t=%.1f s: %d started, %d ended (%d OK); server RSS "
                     "%.1f MiB, handlers running %s"
-                    % (impl, obj["t"], obj["started"], obj["done"], obj["ok"], rss / 1024,
-                       server.stats.get("active", "?")))
+                    % (
+                        impl,
+                        obj["t"],
+                        obj["started"],
+                        obj["done"],
+                        obj["ok"],
+                        rss / 1024,
+                        server.stats.get("active", "?"),
+                    )
+                )
 
         _, res = child.expect(["RESULT"], on_message=on_message)
         samples = sampler.stop()
@@ -304,8 +376,18 @@ def run_row(impl, args, server_core, client_core):
         row["server_stats"] = dict(server.stats)
         row["server_max_handlers"] = server.stats.get("max_active")
         row["server_alive"] = server.alive()
-        for key in ("spawn_s", "finished", "waited_s", "started", "done", "outstanding",
-                    "codes", "first_error", "client_rss_kib", "client_cpu_s"):
+        for key in (
+            "spawn_s",
+            "finished",
+            "waited_s",
+            "started",
+            "done",
+            "outstanding",
+            "codes",
+            "first_error",
+            "client_rss_kib",
+            "client_cpu_s",
+        ):
             row[key] = res[key]
         row["ok_count"] = res["ok"]
         analyse(row, res, idle, after, samples, args.requests)
@@ -327,75 +409,130 @@ def fmt_mib(kib):
 
 def print_table(rows, args, loads):
     print()
-    print("slow dependency: %s unary calls started at once, each handler waits %.1f s; "
-          "grpc_green client over %d channels, deadline %.0f s, cap %.0f s"
-          % ("{:,}".format(args.requests), args.delay, args.channels, args.deadline, args.cap))
-    print("server on core %s, load generator on core %s; %d CPUs, load average %.2f at start, "
-          "%.2f at end" % (args.server_core, args.client_core, os.cpu_count(), loads[0],
-                           loads[1]))
+    print(
+        "slow dependency: %s unary calls started at once, each handler waits %.1f s; "
+        "grpc_green client over %d channels, deadline %.0f s, cap %.0f s"
+        % (f"{args.requests:,}", args.delay, args.channels, args.deadline, args.cap)
+    )
+    print(
+        "server on core %s, load generator on core %s; %d CPUs, load average %.2f at start, "
+        "%.2f at end" % (args.server_core, args.client_core, os.cpu_count(), loads[0], loads[1])
+    )
     hdr = "%-31s %13s %10s %24s %8s %9s %9s %9s  %s" % (
-        "server", "OK/calls", "all ended", "OK replies 1st/med/last", "handlers",
-        "idle RSS", "peak RSS", "per call", "errors")
+        "server",
+        "OK/calls",
+        "all ended",
+        "OK replies 1st/med/last",
+        "handlers",
+        "idle RSS",
+        "peak RSS",
+        "per call",
+        "errors",
+    )
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         if not r["ok"]:
             print("%-31s FAILED: %s" % (r["label"], r["error"]))
             continue
-        errors = ", ".join("%s %s" % (c, "{:,}".format(k)) for c, k in sorted(r["errors"].items()))
-        print("%-31s %13s %10s %24s %8s %9s %9s %9s  %s" % (
-            r["label"], "%d/%d" % (r["ok_count"], args.requests),
-            (fmt_s(r["all_ended_s"]) + " s") if r["all_ended_s"] is not None
-            else "> %.0f s" % r["waited_s"],
-            "%s / %s / %s s" % (fmt_s(r["first_ok_s"]), fmt_s(r["median_ok_s"]),
-                                fmt_s(r["last_ok_s"])),
-            "{:,}".format(r["server_max_handlers"] or 0),
-            fmt_mib(r["idle_rss_kib"]) + " MiB", fmt_mib(r.get("peak_inflight_rss_kib")) + " MiB",
-            ("%.1f KiB" % r["kib_per_inflight_rpc"]) if "kib_per_inflight_rpc" in r else "-",
-            errors or "none"))
+        errors = ", ".join("%s %s" % (c, f"{k:,}") for c, k in sorted(r["errors"].items()))
+        print(
+            "%-31s %13s %10s %24s %8s %9s %9s %9s  %s"
+            % (
+                r["label"],
+                "%d/%d" % (r["ok_count"], args.requests),
+                (fmt_s(r["all_ended_s"]) + " s")
+                if r["all_ended_s"] is not None
+                else "> %.0f s" % r["waited_s"],
+                "%s / %s / %s s"
+                % (fmt_s(r["first_ok_s"]), fmt_s(r["median_ok_s"]), fmt_s(r["last_ok_s"])),
+                "{:,}".format(r["server_max_handlers"] or 0),
+                fmt_mib(r["idle_rss_kib"]) + " MiB",
+                fmt_mib(r.get("peak_inflight_rss_kib")) + " MiB",
+                ("%.1f KiB" % r["kib_per_inflight_rpc"]) if "kib_per_inflight_rpc" in r else "-",
+                errors or "none",
+            )
+        )
     print()
     print("all ended = from the first call's start until the last call ended (any status);")
     print("OK replies = when the first, median and last successful replies arrived, from the")
     print("first start; handlers = most handlers the server ran at once; peak RSS = the server's")
-    print("largest VmRSS from the start until the first reply (sampled every %.0f ms), idle RSS"
-          % (1e3 * args.sample_interval))
+    print(
+        "largest VmRSS from the start until the first reply (sampled every %.0f ms), idle RSS"
+        % (1e3 * args.sample_interval)
+    )
     print("after warm-up; per call = (peak - idle) / calls still in flight at the first reply.")
     for r in rows:
         if not r["ok"]:
             continue
         notes = []
         if r.get("inflight_at_peak") is not None and r["inflight_at_peak"] != args.requests:
-            notes.append("%s calls were still in flight at the first reply (the others had "
-                         "ended); per call started: %.1f KiB" % (
-                             "{:,}".format(r["inflight_at_peak"]), r["kib_per_call_started"]))
+            notes.append(
+                "%s calls were still in flight at the first reply (the others had "
+                "ended); per call started: %.1f KiB"
+                % ("{:,}".format(r["inflight_at_peak"]), r["kib_per_call_started"])
+            )
         if r.get("kib_per_rpc_hwm") is not None:
-            notes.append("whole-run peak (VmHWM) - idle = %.1f MiB, %.1f KiB per call; RSS after "
-                         "the run %.1f MiB" % ((r["hwm_kib"] - r["idle_rss_kib"]) / 1024,
-                                              r["kib_per_rpc_hwm"], r["rss_after_kib"] / 1024))
+            notes.append(
+                "whole-run peak (VmHWM) - idle = %.1f MiB, %.1f KiB per call; RSS after "
+                "the run %.1f MiB"
+                % (
+                    (r["hwm_kib"] - r["idle_rss_kib"]) / 1024,
+                    r["kib_per_rpc_hwm"],
+                    r["rss_after_kib"] / 1024,
+                )
+            )
         if r["projected_all_s"] is not None:
-            notes.append("stopped after %.0f s with %s OK replies, %.1f per second: at that "
-                         "rate %s calls take about %s s (%.0f min)" % (
-                             r["waited_s"], "{:,}".format(r["ok_count"]), r["ok_per_s"],
-                             "{:,}".format(args.requests), "{:,.0f}".format(r["projected_all_s"]),
-                             r["projected_all_s"] / 60))
+            notes.append(
+                "stopped after %.0f s with %s OK replies, %.1f per second: at that "
+                "rate %s calls take about %s s (%.0f min)"
+                % (
+                    r["waited_s"],
+                    "{:,}".format(r["ok_count"]),
+                    r["ok_per_s"],
+                    f"{args.requests:,}",
+                    "{:,.0f}".format(r["projected_all_s"]),
+                    r["projected_all_s"] / 60,
+                )
+            )
             if r["projected_all_s"] < 120:
                 notes[-1] = notes[-1].rsplit(" (", 1)[0]
         if r.get("server_cpu_s") is not None:
-            notes.append("CPU time from the start until the client stopped: server %.2f s, "
-                         "load generator %.2f s" % (r["server_cpu_s"], r["client_cpu_s"]))
+            notes.append(
+                "CPU time from the start until the client stopped: server %.2f s, "
+                "load generator %.2f s" % (r["server_cpu_s"], r["client_cpu_s"])
+            )
         notes.append("server advertises MAX_CONCURRENT_STREAMS: %s" % r["max_concurrent_streams"])
         if r["server"] == "grpc_green":
-            t_ok = (r["all_ok"] and r["last_ok_s"] is not None
-                    and r["last_ok_s"] <= TARGET_ALL_DONE_S)
-            notes.append("target, all %s OK within %.0f s of the first start: %s" % (
-                "{:,}".format(args.requests), TARGET_ALL_DONE_S,
-                ("met (%.2f s)" % r["last_ok_s"]) if t_ok else "MISSED (%s)" % (
-                    "%.2f s" % r["last_ok_s"] if r["all_ok"] else
-                    "%d of %d OK" % (r["ok_count"], args.requests))))
+            t_ok = (
+                r["all_ok"] and r["last_ok_s"] is not None and r["last_ok_s"] <= TARGET_ALL_DONE_S
+            )
+            notes.append(
+                "target, all %s OK within %.0f s of the first start: %s"
+                % (
+                    f"{args.requests:,}",
+                    TARGET_ALL_DONE_S,
+                    ("met (%.2f s)" % r["last_ok_s"])
+                    if t_ok
+                    else "MISSED (%s)"
+                    % (
+                        "%.2f s" % r["last_ok_s"]
+                        if r["all_ok"]
+                        else "%d of %d OK" % (r["ok_count"], args.requests)
+                    ),
+                )
+            )
             per = r.get("kib_per_inflight_rpc")
-            notes.append("target, RSS per in-flight call under %.0f KiB: %s" % (
-                TARGET_KIB_PER_RPC, "-" if per is None else
-                ("met (%.1f KiB)" if per < TARGET_KIB_PER_RPC else "MISSED (%.1f KiB)") % per))
+            notes.append(
+                "target, RSS per in-flight call under %.0f KiB: %s"
+                % (
+                    TARGET_KIB_PER_RPC,
+                    "-"
+                    if per is None
+                    else ("met (%.1f KiB)" if per < TARGET_KIB_PER_RPC else "MISSED (%.1f KiB)")
+                    % per,
+                )
+            )
         print("  %s:" % r["label"])
         for n in notes:
             print("    " + n)
@@ -404,20 +541,40 @@ def print_table(rows, args, loads):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=10000, help="calls started at once (10000)")
-    ap.add_argument("--channels", type=int, default=20,
-                    help="client channels (connections) the calls are spread over (20)")
+    ap.add_argument(
+        "--channels",
+        type=int,
+        default=20,
+        help="client channels (connections) the calls are spread over (20)",
+    )
     ap.add_argument("--delay", type=float, default=1.0, help="handler wait, seconds (1.0)")
     ap.add_argument("--deadline", type=float, default=60.0, help="deadline of each call (60)")
-    ap.add_argument("--cap", type=float, default=60.0,
-                    help="the client stops waiting this long after the start (60)")
-    ap.add_argument("--warmup-fast", type=int, default=1000,
-                    help="warm-up: fast echo calls at once (1000)")
-    ap.add_argument("--warmup-slow", type=int, default=6,
-                    help="warm-up: slow calls at once (6, grpcio's default pool on 2 CPUs)")
-    ap.add_argument("--sample-interval", type=float, default=0.005,
-                    help="server RSS sampling interval, seconds (0.005)")
-    ap.add_argument("--servers", default=",".join(SERVERS),
-                    help="comma-separated subset of: " + ", ".join(SERVERS))
+    ap.add_argument(
+        "--cap",
+        type=float,
+        default=60.0,
+        help="the client stops waiting this long after the start (60)",
+    )
+    ap.add_argument(
+        "--warmup-fast", type=int, default=1000, help="warm-up: fast echo calls at once (1000)"
+    )
+    ap.add_argument(
+        "--warmup-slow",
+        type=int,
+        default=6,
+        help="warm-up: slow calls at once (6, grpcio's default pool on 2 CPUs)",
+    )
+    ap.add_argument(
+        "--sample-interval",
+        type=float,
+        default=0.005,
+        help="server RSS sampling interval, seconds (0.005)",
+    )
+    ap.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help="comma-separated subset of: " + ", ".join(SERVERS),
+    )
     ap.add_argument("--output", default=os.path.join(RESULTS, "concurrency.json"))
     if sys.argv[1:2] == ["--child"]:
         return child(sys.argv[1:])
@@ -439,8 +596,10 @@ def main():
     raise_nofile()
     load_at_start = os.getloadavg()
     if load_at_start[0] > 0.5:
-        log("warning: load average %.2f before starting; other work on this machine "
-            "will skew the timings" % load_at_start[0])
+        log(
+            "warning: load average %.2f before starting; other work on this machine "
+            "will skew the timings" % load_at_start[0]
+        )
     try:
         generate_protos()
     except BenchError as e:
@@ -452,8 +611,10 @@ def main():
         log("[concurrency] %s: starting" % impl)
         row = run_row(impl, args, args.server_core, args.client_core)
         rows.append(row)
-        log("[concurrency] %s: %s" % (impl, row["error"] or "done, %s of %s OK" % (
-            row.get("ok_count"), args.requests)))
+        log(
+            "[concurrency] %s: %s"
+            % (impl, row["error"] or "done, %s of %s OK" % (row.get("ok_count"), args.requests))
+        )
     load_at_end = os.getloadavg()
     print_table(rows, args, (load_at_start[0], load_at_end[0]))
     for r in rows:
@@ -464,18 +625,26 @@ def main():
         "benchmark": "concurrency",
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "method": {
-            "requests": args.requests, "channels": args.channels, "delay_s": args.delay,
-            "deadline_s": args.deadline, "cap_s": args.cap, "warmup_fast": args.warmup_fast,
-            "warmup_slow": args.warmup_slow, "payload_bytes": PAYLOAD_BYTES,
+            "requests": args.requests,
+            "channels": args.channels,
+            "delay_s": args.delay,
+            "deadline_s": args.deadline,
+            "cap_s": args.cap,
+            "warmup_fast": args.warmup_fast,
+            "warmup_slow": args.warmup_slow,
+            "payload_bytes": PAYLOAD_BYTES,
             "sample_interval_s": args.sample_interval,
-            "server_core": args.server_core, "client_core": args.client_core,
+            "server_core": args.server_core,
+            "client_core": args.client_core,
             "client": "grpc_green, one greenlet per call, calls spread round-robin over the "
-                      "channels",
+            "channels",
             "server": "bench/servers/wait_server.py: grpc.server(futures.ThreadPoolExecutor()) "
-                      "(default max_workers = min(32, CPUs + 4) = %d here)"
-                      % min(32, (os.cpu_count() or 1) + 4),
-            "targets_grpc_green": {"all_ok_within_s": TARGET_ALL_DONE_S,
-                                   "kib_per_inflight_rpc_below": TARGET_KIB_PER_RPC},
+            "(default max_workers = min(32, CPUs + 4) = %d here)"
+            % min(32, (os.cpu_count() or 1) + 4),
+            "targets_grpc_green": {
+                "all_ok_within_s": TARGET_ALL_DONE_S,
+                "kib_per_inflight_rpc_below": TARGET_KIB_PER_RPC,
+            },
         },
         "machine": machine(load_at_start),
         "versions": {"grpcio": grpcio_version(), "git_head": git_head()},

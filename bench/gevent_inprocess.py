@@ -28,6 +28,7 @@ Prints a table and writes bench/results/gevent_inprocess.json. Exit status
 0 when every grpc_green row ran, 1 otherwise (grpcio rows may stall: that is
 part of what is measured). See bench/README.md.
 """
+
 import os
 import sys
 
@@ -57,8 +58,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 
-IMPLS = {"grpc_green": "grpc_green (gevent hub)",
-         "grpcio": "grpcio + init_gevent"}
+IMPLS = {"grpc_green": "grpc_green (gevent hub)", "grpcio": "grpcio + init_gevent"}
 BASELINE = "grpcio"
 TESTS = {"unary": "unary echo", "server_stream": "server stream"}
 PAYLOAD_BYTES = 16
@@ -113,8 +113,13 @@ def child(argv):
         import grpc_green.hub
 
         if grpc.__name__ != "grpc_green":
-            emit("ERROR", {"error": "patch_all(grpc=True) left grpc as %s (%s): gevent did "
-                           "not find grpc_green's plugin" % (grpc.__name__, grpc.__file__)})
+            emit(
+                "ERROR",
+                {
+                    "error": "patch_all(grpc=True) left grpc as %s (%s): gevent did "
+                    "not find grpc_green's plugin" % (grpc.__name__, grpc.__file__)
+                },
+            )
             os._exit(2)
         hub = grpc_green.hub.kind()
         if hub != "gevent":
@@ -147,14 +152,25 @@ def child(argv):
             yield EchoMsg(payload=i.to_bytes(4, "big") + tail)
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=GRPCIO_WORKERS))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {
-        "Unary": grpc.unary_unary_rpc_method_handler(
-            unary, request_deserializer=EchoMsg.FromString,
-            response_serializer=EchoMsg.SerializeToString),
-        "ServerStream": grpc.unary_stream_rpc_method_handler(
-            server_stream, request_deserializer=echo_pb2.StreamRequest.FromString,
-            response_serializer=EchoMsg.SerializeToString),
-    }),))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "bench.Echo",
+                {
+                    "Unary": grpc.unary_unary_rpc_method_handler(
+                        unary,
+                        request_deserializer=EchoMsg.FromString,
+                        response_serializer=EchoMsg.SerializeToString,
+                    ),
+                    "ServerStream": grpc.unary_stream_rpc_method_handler(
+                        server_stream,
+                        request_deserializer=echo_pb2.StreamRequest.FromString,
+                        response_serializer=EchoMsg.SerializeToString,
+                    ),
+                },
+            ),
+        )
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     if not port:
         emit("ERROR", {"error": "could not bind 127.0.0.1:0"})
@@ -163,29 +179,50 @@ def child(argv):
     channel = grpc.insecure_channel("127.0.0.1:%d" % port)
     # The multicallables a grpc_tools-generated EchoStub builds.
     unary_call = channel.unary_unary(
-        "/bench.Echo/Unary", request_serializer=EchoMsg.SerializeToString,
-        response_deserializer=EchoMsg.FromString, _registered_method=True)
+        "/bench.Echo/Unary",
+        request_serializer=EchoMsg.SerializeToString,
+        response_deserializer=EchoMsg.FromString,
+        _registered_method=True,
+    )
     stream_call = channel.unary_stream(
         "/bench.Echo/ServerStream",
         request_serializer=echo_pb2.StreamRequest.SerializeToString,
-        response_deserializer=EchoMsg.FromString, _registered_method=True)
+        response_deserializer=EchoMsg.FromString,
+        _registered_method=True,
+    )
 
     # Shared state: greenlets write, the native clock thread reads (and sets
     # the window flags). Plain ints, floats and lists under the GIL.
     st = {
-        "phase": "start", "ops": 0, "errors": 0, "first_errors": [], "wrong": 0,
-        "measuring": False, "stop": False, "latencies": [],
-        "ticks": 0, "last_tick": None, "tick_lag_max": 0.0, "tick_lags": [],
-        "stale_max": 0.0, "window": None, "done": False,
+        "phase": "start",
+        "ops": 0,
+        "errors": 0,
+        "first_errors": [],
+        "wrong": 0,
+        "measuring": False,
+        "stop": False,
+        "latencies": [],
+        "ticks": 0,
+        "last_tick": None,
+        "tick_lag_max": 0.0,
+        "tick_lags": [],
+        "stale_max": 0.0,
+        "window": None,
+        "done": False,
     }
 
     def note_error(e):
         st["errors"] += 1
         if len(st["first_errors"]) < 3:
             code = getattr(e, "code", None)
-            st["first_errors"].append("%s%s: %s" % (
-                type(e).__name__, " %s" % code() if callable(code) else "",
-                (e.details() if hasattr(e, "details") and callable(e.details) else str(e))))
+            st["first_errors"].append(
+                "%s%s: %s"
+                % (
+                    type(e).__name__,
+                    " %s" % code() if callable(code) else "",
+                    (e.details() if hasattr(e, "details") and callable(e.details) else str(e)),
+                )
+            )
 
     def ticker():
         st["last_tick"] = time.monotonic()
@@ -237,8 +274,11 @@ def child(argv):
                 note_error(e)
                 gevent.sleep(0.01)
                 continue
-            if not st["stop"] and (n != STREAM_COUNT or last is None
-                                   or int.from_bytes(last.payload[:4], "big") != n - 1):
+            if not st["stop"] and (
+                n != STREAM_COUNT
+                or last is None
+                or int.from_bytes(last.payload[:4], "big") != n - 1
+            ):
                 st["wrong"] += 1
 
     # -- the native clock thread: window boundaries, progress lines, watchdog
@@ -252,12 +292,19 @@ def child(argv):
         last = st["last_tick"]
         stale = now - last if last is not None else 0.0
         w = st["window"]
-        window_ops = (0 if w is None else w.get("ops_end", st["ops"]) - w["ops_start"])
-        return {"t": round(now - t0, 3), "phase": st["phase"], "ops": st["ops"],
-                "window_ops": window_ops, "ticker_stale_max_s": round(st["stale_max"], 4),
-                "tick_lag_max_s": round(st["tick_lag_max"], 4),
-                "errors": st["errors"], "wrong": st["wrong"], "ticks": st["ticks"],
-                "ticker_stale_s": round(stale, 4)}
+        window_ops = 0 if w is None else w.get("ops_end", st["ops"]) - w["ops_start"]
+        return {
+            "t": round(now - t0, 3),
+            "phase": st["phase"],
+            "ops": st["ops"],
+            "window_ops": window_ops,
+            "ticker_stale_max_s": round(st["stale_max"], 4),
+            "tick_lag_max_s": round(st["tick_lag_max"], 4),
+            "errors": st["errors"],
+            "wrong": st["wrong"],
+            "ticks": st["ticks"],
+            "ticker_stale_s": round(stale, 4),
+        }
 
     def clock():
         next_progress = t0 + PROGRESS_EVERY
@@ -269,8 +316,11 @@ def child(argv):
                 # A hub that never comes back never lets the ticker record its lag.
                 st["stale_max"] = max(st["stale_max"], now - last - TICK)
             if st["window"] is None and now >= t_start:
-                st["window"] = {"start": now, "ops_start": st["ops"],
-                                "cpu_start": time.process_time()}
+                st["window"] = {
+                    "start": now,
+                    "ops_start": st["ops"],
+                    "cpu_start": time.process_time(),
+                }
                 st["latencies"] = []
                 st["measuring"] = True
                 st["phase"] = "measure"
@@ -286,9 +336,10 @@ def child(argv):
                 return
             if now >= give_up:
                 emit("HUNG", snapshot())
-                sys.stderr.write("gevent_inprocess child (%s): callers still running %.1f s "
-                                 "after the window; native threads' stacks:\n"
-                                 % (impl, CHILD_GRACE))
+                sys.stderr.write(
+                    "gevent_inprocess child (%s): callers still running %.1f s "
+                    "after the window; native threads' stacks:\n" % (impl, CHILD_GRACE)
+                )
                 faulthandler.dump_traceback(all_threads=True)
                 sys.stderr.flush()
                 os._exit(3)
@@ -303,8 +354,12 @@ def child(argv):
             if r.payload != b"check" + pad:
                 raise RuntimeError("check call: reply does not echo the request")
         else:
-            got = list(stream_call(echo_pb2.StreamRequest(count=100, payload_bytes=PAYLOAD_BYTES),
-                                   timeout=CALL_TIMEOUT))
+            got = list(
+                stream_call(
+                    echo_pb2.StreamRequest(count=100, payload_bytes=PAYLOAD_BYTES),
+                    timeout=CALL_TIMEOUT,
+                )
+            )
             if [int.from_bytes(m.payload[:4], "big") for m in got] != list(range(100)):
                 raise RuntimeError("check call: stream did not deliver messages 0..99")
     except Exception as e:  # noqa: BLE001
@@ -331,20 +386,34 @@ def child(argv):
     seconds = w["end"] - w["start"]
     ops = w["ops_end"] - w["ops_start"]
     result = {
-        "impl": impl, "test": args.test, "callers": args.callers, "hub": hub,
-        "grpc_version": version, "gevent_threadpool_maxsize": threadpool_size,
-        "seconds": round(seconds, 3), "ops": ops,
+        "impl": impl,
+        "test": args.test,
+        "callers": args.callers,
+        "hub": hub,
+        "grpc_version": version,
+        "gevent_threadpool_maxsize": threadpool_size,
+        "seconds": round(seconds, 3),
+        "ops": ops,
         "per_s": round(ops / seconds, 1),
-        "latency_ms": {"p50": pct(lat, 0.50) and round(1e3 * pct(lat, 0.50), 3),
-                       "p99": pct(lat, 0.99) and round(1e3 * pct(lat, 0.99), 3),
-                       "max": round(1e3 * lat[-1], 3) if lat else None, "count": len(lat)}
-        if args.test == "unary" else None,
-        "ticker": {"interval_s": TICK, "ticks": len(lags),
-                   "lag_max_ms": round(1e3 * max(st["tick_lag_max"], st["stale_max"]), 2),
-                   "lag_p99_ms": pct(lags, 0.99) and round(1e3 * pct(lags, 0.99), 2),
-                   "lag_p50_ms": pct(lags, 0.50) and round(1e3 * pct(lags, 0.50), 2)},
+        "latency_ms": {
+            "p50": pct(lat, 0.50) and round(1e3 * pct(lat, 0.50), 3),
+            "p99": pct(lat, 0.99) and round(1e3 * pct(lat, 0.99), 3),
+            "max": round(1e3 * lat[-1], 3) if lat else None,
+            "count": len(lat),
+        }
+        if args.test == "unary"
+        else None,
+        "ticker": {
+            "interval_s": TICK,
+            "ticks": len(lags),
+            "lag_max_ms": round(1e3 * max(st["tick_lag_max"], st["stale_max"]), 2),
+            "lag_p99_ms": pct(lags, 0.99) and round(1e3 * pct(lags, 0.99), 2),
+            "lag_p50_ms": pct(lags, 0.50) and round(1e3 * pct(lags, 0.50), 2),
+        },
         "cpu_share": round((w["cpu_end"] - w["cpu_start"]) / seconds, 3),
-        "errors": st["errors"], "first_errors": st["first_errors"], "wrong": st["wrong"],
+        "errors": st["errors"],
+        "first_errors": st["first_errors"],
+        "wrong": st["wrong"],
         "workers_unfinished": sum(1 for g in workers if not g.dead),
     }
     st["done"] = True
@@ -371,20 +440,51 @@ def run_row(impl, test, callers, args):
 
     from procs import impl_env, pinned
 
-    row = {"impl": impl, "test": test, "callers": callers, "ok": False, "status": None,
-           "error": None, "progress": []}
-    cmd = pinned(args.core, [sys.executable, os.path.abspath(__file__), "--child", impl,
-                             "--test", test, "--callers", str(callers),
-                             "--warmup", str(args.warmup), "--duration", str(args.duration)]
-                   + (["--threadpool-size", str(args.grpcio_threadpool_size)]
-                      if impl == "grpcio" and args.grpcio_threadpool_size else []))
+    row = {
+        "impl": impl,
+        "test": test,
+        "callers": callers,
+        "ok": False,
+        "status": None,
+        "error": None,
+        "progress": [],
+    }
+    cmd = pinned(
+        args.core,
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            impl,
+            "--test",
+            test,
+            "--callers",
+            str(callers),
+            "--warmup",
+            str(args.warmup),
+            "--duration",
+            str(args.duration),
+        ]
+        + (
+            ["--threadpool-size", str(args.grpcio_threadpool_size)]
+            if impl == "grpcio" and args.grpcio_threadpool_size
+            else []
+        ),
+    )
     row["command"] = " ".join(cmd)
     env = impl_env(impl)
     hard_limit = args.warmup + args.duration + HARD_KILL_EXTRA
     lines = queue.Queue()
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     stderr_chunks = []
 
     def read_out():
@@ -468,19 +568,27 @@ def run_row(impl, test, callers, args):
     if result is not None:
         row.update(result)
         row["ok"] = True
-        stalled = (result["ops"] == 0 or longest >= STALL_SECONDS
-                   or result["workers_unfinished"] > 0)
+        stalled = result["ops"] == 0 or longest >= STALL_SECONDS or result["workers_unfinished"] > 0
         row["status"] = "stalled" if stalled else "ok"
         notes = []
         if result["errors"] or result["wrong"]:
-            notes.append("%d errors, %d wrong replies %s" % (
-                result["errors"], result["wrong"], "; ".join(result["first_errors"])))
+            notes.append(
+                "%d errors, %d wrong replies %s"
+                % (result["errors"], result["wrong"], "; ".join(result["first_errors"]))
+            )
         if stalled:
-            notes.append("%d ops in the window, none for %.1f s; %d of %d %s still inside "
-                         "a call %.0f s after it" % (
-                             result["ops"], longest, result["workers_unfinished"],
-                             len_workers(result), "callers" if test == "unary" else "streamers",
-                             JOIN_SECONDS))
+            notes.append(
+                "%d ops in the window, none for %.1f s; %d of %d %s still inside "
+                "a call %.0f s after it"
+                % (
+                    result["ops"],
+                    longest,
+                    result["workers_unfinished"],
+                    len_workers(result),
+                    "callers" if test == "unary" else "streamers",
+                    JOIN_SECONDS,
+                )
+            )
         row["error"] = "; ".join(notes) or None
     elif hung is not None or killed:
         # What the child got before it stopped answering.
@@ -491,16 +599,21 @@ def run_row(impl, test, callers, args):
         row["ops"] = w_ops
         row["seconds"] = args.duration
         row["per_s"] = round(w_ops / args.duration, 1)
-        lag = max(snap.get("ticker_stale_max_s", 0.0), snap.get("tick_lag_max_s", 0.0),
-                  row.get("silent_before_kill_s", 0.0))
-        row["ticker"] = {"lag_max_ms": round(1e3 * lag, 2),
-                         "lag_max_is_lower_bound": True}
-        row["error"] = ("%s; %d ops completed in all, %d in the %.0f s window"
-                        % ("child's hub stopped: it gave up %.0f s after its window"
-                           % CHILD_GRACE if hung else
-                           "child killed after %.0f s with no result, its threads silent "
-                           "for the last %.1f s" % (hard_limit, row["silent_before_kill_s"]),
-                           row["ops_total_seen"], w_ops, args.duration))
+        lag = max(
+            snap.get("ticker_stale_max_s", 0.0),
+            snap.get("tick_lag_max_s", 0.0),
+            row.get("silent_before_kill_s", 0.0),
+        )
+        row["ticker"] = {"lag_max_ms": round(1e3 * lag, 2), "lag_max_is_lower_bound": True}
+        row["error"] = "%s; %d ops completed in all, %d in the %.0f s window" % (
+            "child's hub stopped: it gave up %.0f s after its window" % CHILD_GRACE
+            if hung
+            else "child killed after %.0f s with no result, its threads silent "
+            "for the last %.1f s" % (hard_limit, row["silent_before_kill_s"]),
+            row["ops_total_seen"],
+            w_ops,
+            args.duration,
+        )
         row["ok"] = True  # a figure, even if it is a stall
     else:
         row["status"] = "failed"
@@ -520,56 +633,103 @@ def fmt_ms(v):
 
 def print_table(rows, args, loads):
     print()
-    print("gRPC inside one gevent process (server + client greenlets + ticker), %s, "
-          "%.0f s window after %.0f s warm-up, 16 B payloads"
-          % ("unpinned" if args.core is None else "pinned to core %d" % args.core,
-             args.duration, args.warmup))
-    print("%d CPUs, load average %.2f at start, %.2f at end%s" % (
-        os.cpu_count(), loads[0], loads[1],
-        "; grpcio rows: gevent thread pool maxsize %d (not the default)"
-        % args.grpcio_threadpool_size if args.grpcio_threadpool_size else ""))
+    print(
+        "gRPC inside one gevent process (server + client greenlets + ticker), %s, "
+        "%.0f s window after %.0f s warm-up, 16 B payloads"
+        % (
+            "unpinned" if args.core is None else "pinned to core %d" % args.core,
+            args.duration,
+            args.warmup,
+        )
+    )
+    print(
+        "%d CPUs, load average %.2f at start, %.2f at end%s"
+        % (
+            os.cpu_count(),
+            loads[0],
+            loads[1],
+            "; grpcio rows: gevent thread pool maxsize %d (not the default)"
+            % args.grpcio_threadpool_size
+            if args.grpcio_threadpool_size
+            else "",
+        )
+    )
     hdr = "%-24s %-14s %7s %12s %9s %9s %11s %7s  %s" % (
-        "implementation", "test", "callers", "ops/s", "p50 ms", "p99 ms", "ticker max",
-        "ratio", "status")
+        "implementation",
+        "test",
+        "callers",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "ticker max",
+        "ratio",
+        "status",
+    )
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         lat = r.get("latency_ms") or {}
         tick = r.get("ticker") or {}
         per_s = r.get("per_s")
-        print("%-24s %-14s %7s %12s %9s %9s %11s %7s  %s" % (
-            IMPLS[r["impl"]], TESTS[r["test"]], r["callers"] if r["test"] == "unary" else 1,
-            "{:,.0f}".format(per_s) if per_s is not None else "-",
-            fmt_ms(lat.get("p50")), fmt_ms(lat.get("p99")),
-            fmt_ms(tick.get("lag_max_ms")) + " ms" if tick.get("lag_max_ms") is not None else "-",
-            r.get("ratio_text", "-"), r["status"] + (": " + r["error"] if r["error"] else "")))
+        print(
+            "%-24s %-14s %7s %12s %9s %9s %11s %7s  %s"
+            % (
+                IMPLS[r["impl"]],
+                TESTS[r["test"]],
+                r["callers"] if r["test"] == "unary" else 1,
+                f"{per_s:,.0f}" if per_s is not None else "-",
+                fmt_ms(lat.get("p50")),
+                fmt_ms(lat.get("p99")),
+                fmt_ms(tick.get("lag_max_ms")) + " ms"
+                if tick.get("lag_max_ms") is not None
+                else "-",
+                r.get("ratio_text", "-"),
+                r["status"] + (": " + r["error"] if r["error"] else ""),
+            )
+        )
     print()
     print("ops/s = unary calls/s (unary) or messages received/s (server stream), in the window;")
     print("p50/p99 = unary call latency seen by a caller; ticker max = the largest delay of a")
-    print("gevent.sleep(%.2f) wake-up in the window; ratio = grpc_green / grpcio ops/s, same run"
-          % TICK)
-    print("(inf: grpcio completed nothing). stalled = no op completed for %.0f s or more in the "
-          "window, or callers stuck after it." % STALL_SECONDS)
+    print(
+        "gevent.sleep(%.2f) wake-up in the window; ratio = grpc_green / grpcio ops/s, same run"
+        % TICK
+    )
+    print(
+        "(inf: grpcio completed nothing). stalled = no op completed for %.0f s or more in the "
+        "window, or callers stuck after it." % STALL_SECONDS
+    )
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--duration", type=float, default=5.0,
-                    help="measured window per row, seconds (default 5)")
-    ap.add_argument("--warmup", type=float, default=1.0,
-                    help="warm-up before the window, seconds (default 1)")
-    ap.add_argument("--callers", default="10,500",
-                    help="comma-separated numbers of unary caller greenlets (default 10,500)")
-    ap.add_argument("--impls", default=",".join(IMPLS),
-                    help="comma-separated subset of: " + ", ".join(IMPLS))
-    ap.add_argument("--tests", default=",".join(TESTS),
-                    help="comma-separated subset of: " + ", ".join(TESTS))
-    ap.add_argument("--grpcio-threadpool-size", type=int, default=None,
-                    help="grpcio rows: set gevent's hub thread pool (where init_gevent "
-                         "parks completion-queue waits) to this size; default: gevent's "
-                         "own default (10), as grpcio documents nothing else")
-    ap.add_argument("--no-pin", action="store_true",
-                    help="do not pin the child processes to one core")
+    ap.add_argument(
+        "--duration", type=float, default=5.0, help="measured window per row, seconds (default 5)"
+    )
+    ap.add_argument(
+        "--warmup", type=float, default=1.0, help="warm-up before the window, seconds (default 1)"
+    )
+    ap.add_argument(
+        "--callers",
+        default="10,500",
+        help="comma-separated numbers of unary caller greenlets (default 10,500)",
+    )
+    ap.add_argument(
+        "--impls", default=",".join(IMPLS), help="comma-separated subset of: " + ", ".join(IMPLS)
+    )
+    ap.add_argument(
+        "--tests", default=",".join(TESTS), help="comma-separated subset of: " + ", ".join(TESTS)
+    )
+    ap.add_argument(
+        "--grpcio-threadpool-size",
+        type=int,
+        default=None,
+        help="grpcio rows: set gevent's hub thread pool (where init_gevent "
+        "parks completion-queue waits) to this size; default: gevent's "
+        "own default (10), as grpcio documents nothing else",
+    )
+    ap.add_argument(
+        "--no-pin", action="store_true", help="do not pin the child processes to one core"
+    )
     ap.add_argument("--output", default=os.path.join(BENCH, "results", "gevent_inprocess.json"))
     args = ap.parse_args()
     impls = [s.strip() for s in args.impls.split(",") if s.strip()]
@@ -596,8 +756,10 @@ def main():
         log("warning: fewer than 2 usable cores or no taskset; running unpinned")
     load_at_start = os.getloadavg()
     if load_at_start[0] > 0.5:
-        log("warning: load average %.2f before starting; other work on this machine "
-            "will skew the figures" % load_at_start[0])
+        log(
+            "warning: load average %.2f before starting; other work on this machine "
+            "will skew the figures" % load_at_start[0]
+        )
     try:
         generate_protos()
     except BenchError as e:
@@ -606,7 +768,7 @@ def main():
 
     plan = []
     for test in tests:
-        for n in (callers if test == "unary" else [1]):
+        for n in callers if test == "unary" else [1]:
             for impl in impls:
                 plan.append((impl, test, n))
     rows = []
@@ -614,15 +776,29 @@ def main():
     for impl, test, n in plan:
         row = run_row(impl, test, n, args)
         rows.append(row)
-        log("[gevent-inprocess] %s %s x%d: %s, %s ops/s, ticker max %s ms%s"
-            % (impl, test, n, row["status"], row.get("per_s", "-"),
-               (row.get("ticker") or {}).get("lag_max_ms", "-"),
-               " (%s)" % row["error"] if row["error"] else ""))
+        log(
+            "[gevent-inprocess] %s %s x%d: %s, %s ops/s, ticker max %s ms%s"
+            % (
+                impl,
+                test,
+                n,
+                row["status"],
+                row.get("per_s", "-"),
+                (row.get("ticker") or {}).get("lag_max_ms", "-"),
+                " (%s)" % row["error"] if row["error"] else "",
+            )
+        )
     wall = time.monotonic() - t0
 
     for r in rows:
-        base = next((b for b in rows if b["impl"] == BASELINE and b["test"] == r["test"]
-                     and b["callers"] == r["callers"]), None)
+        base = next(
+            (
+                b
+                for b in rows
+                if b["impl"] == BASELINE and b["test"] == r["test"] and b["callers"] == r["callers"]
+            ),
+            None,
+        )
         r["ratio_vs_grpcio"] = None
         if base is None or r.get("per_s") is None or base.get("per_s") is None:
             r["ratio_text"] = "-"
@@ -635,15 +811,21 @@ def main():
     print_table(rows, args, (load_at_start[0], load_at_end[0]))
     for r in rows:
         if r.get("stderr_tail"):
-            print("\n%s %s x%d stderr (tail):\n%s" % (r["impl"], r["test"], r["callers"],
-                                                      r["stderr_tail"][-1500:]))
+            print(
+                "\n%s %s x%d stderr (tail):\n%s"
+                % (r["impl"], r["test"], r["callers"], r["stderr_tail"][-1500:])
+            )
 
     git_head = None
     try:
         import subprocess
 
-        git_head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                                  capture_output=True, text=True, timeout=10).stdout.strip()
+        git_head = subprocess.run(
+            ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except Exception:  # noqa: BLE001
         pass
     report = {
@@ -651,22 +833,28 @@ def main():
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "method": {
             "process": "one subprocess per row: server, client greenlets and a ticker greenlet "
-                       "under gevent.monkey.patch_all()",
+            "under gevent.monkey.patch_all()",
             "grpc_green": "monkey.patch_all(grpc=True); grpc_green on gevent's hub",
             "grpcio": "monkey.patch_all(); import grpc; grpc.experimental.gevent.init_gevent(); "
-                      "server ThreadPoolExecutor(%d)" % GRPCIO_WORKERS,
+            "server ThreadPoolExecutor(%d)" % GRPCIO_WORKERS,
             "channel": "one channel shared by all callers, 127.0.0.1",
-            "payload_bytes": PAYLOAD_BYTES, "stream_messages_per_call": STREAM_COUNT,
-            "ticker_interval_s": TICK, "warmup_s": args.warmup, "duration_s": args.duration,
-            "core": args.core, "stall_seconds": STALL_SECONDS,
-            "grpcio_gevent_threadpool_maxsize": args.grpcio_threadpool_size
-            or "gevent default",
+            "payload_bytes": PAYLOAD_BYTES,
+            "stream_messages_per_call": STREAM_COUNT,
+            "ticker_interval_s": TICK,
+            "warmup_s": args.warmup,
+            "duration_s": args.duration,
+            "core": args.core,
+            "stall_seconds": STALL_SECONDS,
+            "grpcio_gevent_threadpool_maxsize": args.grpcio_threadpool_size or "gevent default",
             "hard_kill_s": args.warmup + args.duration + HARD_KILL_EXTRA,
         },
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "loadavg_at_start": [round(x, 2) for x in load_at_start],
-                    "loadavg_at_end": [round(x, 2) for x in load_at_end]},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "loadavg_at_start": [round(x, 2) for x in load_at_start],
+            "loadavg_at_end": [round(x, 2) for x in load_at_end],
+        },
         "git_head": git_head,
         "wall_s": round(wall, 1),
         "rows": rows,
@@ -676,8 +864,9 @@ def main():
         json.dump(report, f, indent=2)
         f.write("\n")
     print("results: %s" % os.path.relpath(args.output, os.getcwd()))
-    green_ok = all(r["status"] == "ok" and not r["error"]
-                   for r in rows if r["impl"] == "grpc_green")
+    green_ok = all(
+        r["status"] == "ok" and not r["error"] for r in rows if r["impl"] == "grpc_green"
+    )
     return 0 if green_ok else 1
 
 

@@ -8,6 +8,7 @@ scale when the figures span more than a factor of 20), each bar labelled with
 its value and its ratio to grpcio sync. bench/run.py calls plot_server() at
 the end of a run. Needs matplotlib (bench/requirements.txt).
 """
+
 import argparse
 import json
 import os
@@ -16,7 +17,7 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 COLORS = {
     "grpc_green": "#2e7d32",
@@ -40,15 +41,18 @@ def _short(v):
         return "%.0fk" % (v / 1000)
     if v >= 10000:
         return "%.1fk" % (v / 1000)
-    return "{:,.0f}".format(v)
+    return f"{v:,.0f}"
 
 
 def plot_server(report, path):
     summary = report["summary"]
     names = list(report["servers"])
     payloads = report["method"]["payloads_bytes"]
-    values = [summary[n][str(p)]["req_per_s"] or summary[n][str(p)].get("partial_req_per_s")
-              for n in names for p in payloads]
+    values = [
+        summary[n][str(p)]["req_per_s"] or summary[n][str(p)].get("partial_req_per_s")
+        for n in names
+        for p in payloads
+    ]
     present = [v for v in values if v]
     log_scale = bool(present) and max(present) / min(present) > 20
 
@@ -70,22 +74,56 @@ def plot_server(report, path):
                     label += "\n(h2load\nbound)"
                 elif cell.get("notes"):
                     label += "\n(!)"
-                ax.annotate(label, (x, v), xytext=(0, 3), textcoords="offset points",
-                            ha="center", va="bottom", fontsize=7)
+                ax.annotate(
+                    label,
+                    (x, v),
+                    xytext=(0, 3),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
             elif cell.get("partial_req_per_s"):
                 # Stalled or lost requests: what it did, hatched, not a figure.
                 pv = cell["partial_req_per_s"]
-                ax.bar([x], [pv], width * 0.92, color="white", hatch="///",
-                       edgecolor=COLORS.get(name, "black"), linewidth=0.8)
-                ax.annotate("STALLED\n%s\nincl. stall" % _short(pv), (x, pv), xytext=(0, 3),
-                            textcoords="offset points", ha="center", va="bottom",
-                            fontsize=7, color="#c62828")
+                ax.bar(
+                    [x],
+                    [pv],
+                    width * 0.92,
+                    color="white",
+                    hatch="///",
+                    edgecolor=COLORS.get(name, "black"),
+                    linewidth=0.8,
+                )
+                ax.annotate(
+                    "STALLED\n%s\nincl. stall" % _short(pv),
+                    (x, pv),
+                    xytext=(0, 3),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    color="#c62828",
+                )
             else:
-                ax.annotate("skipped" if cell.get("skipped") else "FAILED",
-                            (x, min(present) if present else 1), rotation=90,
-                            ha="center", va="bottom", fontsize=8, color="#c62828")
-        ax.bar(xs, ys, width * 0.92, label=report["servers"][name],
-               color=COLORS.get(name), edgecolor="black", linewidth=0.4)
+                ax.annotate(
+                    "skipped" if cell.get("skipped") else "FAILED",
+                    (x, min(present) if present else 1),
+                    rotation=90,
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    color="#c62828",
+                )
+        ax.bar(
+            xs,
+            ys,
+            width * 0.92,
+            label=report["servers"][name],
+            color=COLORS.get(name),
+            edgecolor="black",
+            linewidth=0.4,
+        )
     if log_scale:
         ax.set_yscale("log")
         ax.set_ylim(min(present) / 3, max(present) * 3)
@@ -95,16 +133,20 @@ def plot_server(report, path):
     ax.set_xticklabels(["%s payload" % _size(p) for p in payloads])
     ax.set_ylabel("unary calls per second%s" % (" (log scale)" if log_scale else ""))
     m = report["method"]
-    ax.set_title("Unary echo server throughput, one server core (h2load -c %d -m %d)\n"
-                 "labels: req/s and ratio to grpcio sync; %s, load avg %.2f"
-                 % (m["connections"], m["max_concurrent_streams"],
-                    report.get("timestamp", "")[:10],
-                    report.get("machine", {}).get("loadavg_at_start", [0])[0]),
-                 fontsize=10)
+    ax.set_title(
+        "Unary echo server throughput, one server core (h2load -c %d -m %d)\n"
+        "labels: req/s and ratio to grpcio sync; %s, load avg %.2f"
+        % (
+            m["connections"],
+            m["max_concurrent_streams"],
+            report.get("timestamp", "")[:10],
+            report.get("machine", {}).get("loadavg_at_start", [0])[0],
+        ),
+        fontsize=10,
+    )
     ax.grid(axis="y", which="both", alpha=0.3)
     ax.set_axisbelow(True)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3,
-              frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3, frameon=False)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)

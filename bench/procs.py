@@ -9,6 +9,7 @@
   every few milliseconds in a thread.
 * advertised_settings(port) — the SETTINGS frame a server sends (nghttp -v).
 """
+
 import json
 import os
 import platform
@@ -133,8 +134,14 @@ def pinned(core, argv):
 def generate_protos():
     """bench/echo.proto -> bench/_gen/echo_pb2.py."""
     os.makedirs(GEN, exist_ok=True)
-    cmd = [sys.executable, "-m", "grpc_tools.protoc", "-I" + BENCH,
-           "--python_out=" + GEN, os.path.join(BENCH, "echo.proto")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        "-I" + BENCH,
+        "--python_out=" + GEN,
+        os.path.join(BENCH, "echo.proto"),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if p.returncode != 0:
         raise BenchError("protoc failed: %s" % (p.stderr.strip() or p.stdout.strip()))
@@ -179,8 +186,11 @@ class WaitServer:
 
     def __init__(self, impl, core, delay=None):
         self.impl = impl
-        self.argv = pinned(core, [sys.executable, WAIT_SERVER, impl]
-                           + (["--delay", str(delay)] if delay is not None else []))
+        self.argv = pinned(
+            core,
+            [sys.executable, WAIT_SERVER, impl]
+            + (["--delay", str(delay)] if delay is not None else []),
+        )
         self.proc = None
         self.port = None
         self.stats = {}
@@ -194,22 +204,30 @@ class WaitServer:
 
     def start(self):
         self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self._stderr, env=impl_env(self.impl), cwd=ROOT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=impl_env(self.impl),
+            cwd=ROOT,
+            start_new_session=True,
+        )
         threading.Thread(target=self._read, daemon=True).start()
         try:
             line = self._port_q.get(timeout=START_TIMEOUT)
         except queue.Empty:
-            raise BenchError("server printed no port within %.0f s" % START_TIMEOUT)
+            raise BenchError("server printed no port within %.0f s" % START_TIMEOUT) from None
         if line is None:
             self.proc.wait(timeout=STOP_TIMEOUT)
-            raise BenchError("server exited with status %s before printing a port: %s"
-                             % (self.proc.returncode, self.stderr_tail(600)))
+            raise BenchError(
+                "server exited with status %s before printing a port: %s"
+                % (self.proc.returncode, self.stderr_tail(600))
+            )
         try:
             self.port = int(line)
         except ValueError:
-            raise BenchError("server's first line is not a port: %r" % line[:200])
+            raise BenchError("server's first line is not a port: %r" % line[:200]) from None
         return self.port
 
     def _read(self):
@@ -266,9 +284,15 @@ class Child:
         self.lines = queue.Queue()
         self.messages = []  # every (kind, obj) received, in order
         self._stderr = []
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env, cwd=ROOT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         threading.Thread(target=self._read_out, daemon=True).start()
         self._err_thread = threading.Thread(target=self._read_err, daemon=True)
         self._err_thread.start()
@@ -303,12 +327,15 @@ class Child:
                 kind, obj = self.lines.get(timeout=max(0.0, limit))
             except queue.Empty:
                 self.kill()
-                raise BenchError("child gave no %s within %.0f s (killed)"
-                                 % ("/".join(kinds), limit))
+                raise BenchError(
+                    "child gave no %s within %.0f s (killed)" % ("/".join(kinds), limit)
+                ) from None
             if kind is None:
                 self.proc.wait(timeout=STOP_TIMEOUT)
-                raise BenchError("child exited (status %s) before %s%s"
-                                 % (self.proc.returncode, "/".join(kinds), self.stderr_hint()))
+                raise BenchError(
+                    "child exited (status %s) before %s%s"
+                    % (self.proc.returncode, "/".join(kinds), self.stderr_hint())
+                )
             self.messages.append((kind, obj))
             if kind in kinds:
                 return kind, obj
@@ -323,7 +350,7 @@ class Child:
             self.proc.stdin.write((line + "\n").encode())
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError) as e:
-            raise BenchError("could not write to the child: %s" % e)
+            raise BenchError("could not write to the child: %s" % e) from e
 
     def kill(self):
         self.killed = True
@@ -362,8 +389,11 @@ def advertised_settings(port, timeout=10.0):
     if not shutil.which("nghttp"):
         return None
     try:
-        p = subprocess.run(["nghttp", "-v", "-n", "http://127.0.0.1:%d/" % port],
-                           capture_output=True, timeout=timeout)
+        p = subprocess.run(
+            ["nghttp", "-v", "-n", "http://127.0.0.1:%d/" % port],
+            capture_output=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return {"error": "nghttp timed out"}
     text = p.stdout.decode(errors="replace")
@@ -371,7 +401,7 @@ def advertised_settings(port, timeout=10.0):
     if start < 0:
         return {"error": "no SETTINGS frame received"}
     end = text.find("recv ", start + 10)
-    block = text[start:end if end > 0 else None]
+    block = text[start : end if end > 0 else None]
     return {k: int(v) for k, v in _SETTING.findall(block)}
 
 
@@ -386,23 +416,38 @@ def max_streams_text(settings):
 
 def git_head():
     try:
-        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            or None
+        )
     except Exception:  # noqa: BLE001
         return None
 
 
 def machine(load_at_start):
-    return {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(),
-            "loadavg_at_start": [round(x, 2) for x in load_at_start],
-            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg_at_start": [round(x, 2) for x in load_at_start],
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def grpcio_version():
     try:
-        p = subprocess.run([sys.executable, "-c", "import grpc; print(grpc.__version__)"],
-                           capture_output=True, text=True, timeout=30, env=impl_env("grpcio"))
+        p = subprocess.run(
+            [sys.executable, "-c", "import grpc; print(grpc.__version__)"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=impl_env("grpcio"),
+        )
         return p.stdout.strip() or None
     except Exception:  # noqa: BLE001
         return None

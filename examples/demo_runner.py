@@ -40,8 +40,16 @@ def generate(proto, out_dir):
     label = proto.stem.replace("_", " ")
     print("generating %s code from %s" % (label, proto.relative_to(ROOT)))
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-I", str(proto.parent),
-         "--python_out=" + str(out_dir), "--grpc_python_out=" + str(out_dir), str(proto)],
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I",
+            str(proto.parent),
+            "--python_out=" + str(out_dir),
+            "--grpc_python_out=" + str(out_dir),
+            str(proto),
+        ],
         check=True,
     )
 
@@ -92,6 +100,7 @@ def lines_check(expected, prefix, expected_run, what):
     failure report: "FAILED:" and one problem a line, a wrong run as
     "<what> <its lines>, expected <expected_run>".
     """
+
     def check(output):
         lines = output.splitlines()
         problems = ["missing line: %s" % line for line in expected if line not in lines]
@@ -101,6 +110,7 @@ def lines_check(expected, prefix, expected_run, what):
         if problems:
             return "FAILED:\n  " + "\n  ".join(problems)
         return None
+
     return check
 
 
@@ -122,14 +132,22 @@ def run(here, proto, program, check, ok_message):
     env = child_env(here)
     server = subprocess.Popen(
         [sys.executable, str(here / server_script), "0"],
-        stdout=subprocess.PIPE, stderr=None, text=True, env=env, cwd=str(here),
+        stdout=subprocess.PIPE,
+        stderr=None,
+        text=True,
+        env=env,
+        cwd=str(here),
     )
     try:
         port = read_port(server)
         print("%s is listening on port %d" % (server_script, port))
         client = subprocess.run(
             [sys.executable, str(here / client_script), "localhost:%d" % port],
-            capture_output=True, text=True, env=env, cwd=str(here), timeout=60,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=str(here),
+            timeout=60,
         )
         sys.stdout.write(client.stdout)
         sys.stderr.write(client.stderr)

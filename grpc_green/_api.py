@@ -8,10 +8,26 @@ servers, contexts and futures live in the engine-backed modules and subclass
 the interfaces defined here.
 """
 
+from __future__ import annotations
+
 import abc
 import enum
 import typing
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+
+from grpc_green._typing import (
+    DeserializingFunction,
+    EventType,
+    MetadataType,
+    NullaryCallbackType,
+    RequestIterableType,
+    SerializingFunction,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = (
     # enums
@@ -148,27 +164,27 @@ class Future(abc.ABC):
     """A computation that may not have finished yet."""
 
     @abc.abstractmethod
-    def cancel(self):
+    def cancel(self) -> bool:
         """Try to cancel; return True if cancelled, False if already done."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def cancelled(self):
+    def cancelled(self) -> bool:
         """Whether the computation was cancelled before it finished."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def running(self):
+    def running(self) -> bool:
         """Whether the computation is still running."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def done(self):
+    def done(self) -> bool:
         """Whether the computation finished or was cancelled."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def result(self, timeout=None):
+    def result(self, timeout: float | None = None) -> Any:
         """Block until done and return the value (or raise its exception).
 
         Raises FutureTimeoutError after ``timeout`` seconds and
@@ -177,17 +193,17 @@ class Future(abc.ABC):
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def exception(self, timeout=None):
+    def exception(self, timeout: float | None = None) -> Exception | None:
         """Block until done and return the raised exception, or None."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def traceback(self, timeout=None):
+    def traceback(self, timeout: float | None = None) -> TracebackType | None:
         """Block until done and return the exception's traceback, or None."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def add_done_callback(self, fn):
+    def add_done_callback(self, fn: Callable[[Future], None]) -> None:
         """Call ``fn(future)`` when done (immediately if already done)."""
         raise NotImplementedError()
 
@@ -202,27 +218,31 @@ class Status(abc.ABC):
     ``details`` (a str) and ``trailing_metadata`` (metadata pairs).
     """
 
+    code: StatusCode
+    details: str
+    trailing_metadata: MetadataType | None
+
 
 class RpcContext(abc.ABC):
     """Information about, and control of, a single RPC."""
 
     @abc.abstractmethod
-    def is_active(self):
+    def is_active(self) -> bool:
         """Whether the RPC is still in progress."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def time_remaining(self):
+    def time_remaining(self) -> float | None:
         """Seconds left before the deadline, or None without a deadline."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def cancel(self):
+    def cancel(self) -> bool | None:
         """Cancel the RPC; no effect if it already terminated."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def add_callback(self, callback):
+    def add_callback(self, callback: NullaryCallbackType) -> bool:
         """Run ``callback()`` when the RPC terminates.
 
         Returns False if the RPC already terminated (callback not registered).
@@ -234,22 +254,22 @@ class Call(RpcContext, metaclass=abc.ABCMeta):
     """Client-side view of an RPC."""
 
     @abc.abstractmethod
-    def initial_metadata(self):
+    def initial_metadata(self) -> MetadataType | None:
         """Block until the server's initial metadata arrives; return it."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def trailing_metadata(self):
+    def trailing_metadata(self) -> MetadataType | None:
         """Block until the server's trailing metadata arrives; return it."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def code(self):
+    def code(self) -> StatusCode | None:
         """Block until the RPC ends; return its StatusCode."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def details(self):
+    def details(self) -> str | None:
         """Block until the RPC ends; return its status details string."""
         raise NotImplementedError()
 
@@ -258,55 +278,55 @@ class ServicerContext(RpcContext, metaclass=abc.ABCMeta):
     """Server-side context handed to method implementations."""
 
     @abc.abstractmethod
-    def invocation_metadata(self):
+    def invocation_metadata(self) -> MetadataType | None:
         """The metadata the client sent with the call."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def peer(self):
+    def peer(self) -> str:
         """A string identifying the client, e.g. ``ipv4:127.0.0.1:5000``."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def peer_identities(self):
+    def peer_identities(self) -> Sequence[bytes] | None:
         """Authenticated identities of the peer, or None if unauthenticated."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def peer_identity_key(self):
+    def peer_identity_key(self) -> str | None:
         """Name of the auth property that identifies the peer, or None."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def auth_context(self):
+    def auth_context(self) -> Mapping[str, Sequence[bytes]]:
         """Auth properties of the call as a dict of str -> list of bytes."""
         raise NotImplementedError()
 
-    def set_compression(self, compression):
+    def set_compression(self, compression: Compression) -> None:
         """Choose the compression algorithm for the whole call."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def send_initial_metadata(self, initial_metadata):
+    def send_initial_metadata(self, initial_metadata: MetadataType) -> None:
         """Send initial metadata to the client now."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def set_trailing_metadata(self, trailing_metadata):
+    def set_trailing_metadata(self, trailing_metadata: MetadataType) -> None:
         """Set the trailing metadata sent when the RPC completes."""
         raise NotImplementedError()
 
-    def trailing_metadata(self):
+    def trailing_metadata(self) -> MetadataType | None:
         """The trailing metadata currently set for the RPC."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def abort(self, code, details):
+    def abort(self, code: StatusCode, details: str) -> NoReturn:
         """End the RPC with a non-OK ``code`` and ``details``; always raises."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def abort_with_status(self, status):
+    def abort_with_status(self, status: Status) -> NoReturn:
         """End the RPC with a ``Status`` (code, details, trailing metadata).
 
         Always raises.
@@ -314,24 +334,24 @@ class ServicerContext(RpcContext, metaclass=abc.ABCMeta):
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def set_code(self, code):
+    def set_code(self, code: StatusCode) -> None:
         """Set the StatusCode sent when the RPC completes."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def set_details(self, details):
+    def set_details(self, details: str) -> None:
         """Set the details string sent when the RPC completes."""
         raise NotImplementedError()
 
-    def code(self):
+    def code(self) -> StatusCode | None:
         """The StatusCode currently set for the RPC."""
         raise NotImplementedError()
 
-    def details(self):
-        """The details string currently set for the RPC."""
+    def details(self) -> bytes | None:
+        """The details currently set for the RPC (encoded, as grpcio keeps them)."""
         raise NotImplementedError()
 
-    def disable_next_message_compression(self):
+    def disable_next_message_compression(self) -> None:
         """Send the next response message uncompressed."""
         raise NotImplementedError()
 
@@ -346,12 +366,24 @@ class ClientCallDetails(abc.ABC):
     ``credentials``, ``wait_for_ready`` and ``compression``.
     """
 
+    method: str
+    timeout: float | None
+    metadata: MetadataType | None
+    credentials: CallCredentials | None
+    wait_for_ready: bool | None
+    compression: Compression | None
+
 
 class UnaryUnaryClientInterceptor(abc.ABC):
     """Intercepts unary-unary invocations."""
 
     @abc.abstractmethod
-    def intercept_unary_unary(self, continuation, client_call_details, request):
+    def intercept_unary_unary(
+        self,
+        continuation: Callable[[ClientCallDetails, Any], Any],
+        client_call_details: ClientCallDetails,
+        request: Any,
+    ) -> Any:
         """Intercept a call; ``continuation(details, request)`` proceeds.
 
         Must return an object that is both a Call and a Future.
@@ -363,7 +395,12 @@ class UnaryStreamClientInterceptor(abc.ABC):
     """Intercepts unary-stream invocations."""
 
     @abc.abstractmethod
-    def intercept_unary_stream(self, continuation, client_call_details, request):
+    def intercept_unary_stream(
+        self,
+        continuation: Callable[[ClientCallDetails, Any], Any],
+        client_call_details: ClientCallDetails,
+        request: Any,
+    ) -> Any:
         """Intercept a call; ``continuation(details, request)`` proceeds.
 
         Must return an object that is both a Call and a response iterator.
@@ -376,8 +413,11 @@ class StreamUnaryClientInterceptor(abc.ABC):
 
     @abc.abstractmethod
     def intercept_stream_unary(
-        self, continuation, client_call_details, request_iterator
-    ):
+        self,
+        continuation: Callable[[ClientCallDetails, RequestIterableType], Any],
+        client_call_details: ClientCallDetails,
+        request_iterator: RequestIterableType,
+    ) -> Any:
         """Intercept a call; ``continuation(details, request_iterator)``.
 
         Must return an object that is both a Call and a Future.
@@ -390,8 +430,11 @@ class StreamStreamClientInterceptor(abc.ABC):
 
     @abc.abstractmethod
     def intercept_stream_stream(
-        self, continuation, client_call_details, request_iterator
-    ):
+        self,
+        continuation: Callable[[ClientCallDetails, RequestIterableType], Any],
+        client_call_details: ClientCallDetails,
+        request_iterator: RequestIterableType,
+    ) -> Any:
         """Intercept a call; ``continuation(details, request_iterator)``.
 
         Must return an object that is both a Call and a response iterator.
@@ -405,39 +448,39 @@ class UnaryUnaryMultiCallable(abc.ABC):
     @abc.abstractmethod
     def __call__(
         self,
-        request,
-        timeout=None,
-        metadata=None,
-        credentials=None,
-        wait_for_ready=None,
-        compression=None,
-    ):
+        request: Any,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: Compression | None = None,
+    ) -> Any:
         """Block until the RPC ends; return the response or raise RpcError."""
         raise NotImplementedError()
 
     @abc.abstractmethod
     def with_call(
         self,
-        request,
-        timeout=None,
-        metadata=None,
-        credentials=None,
-        wait_for_ready=None,
-        compression=None,
-    ):
+        request: Any,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: Compression | None = None,
+    ) -> tuple[Any, Call]:
         """Like ``__call__`` but return ``(response, call)``."""
         raise NotImplementedError()
 
     @abc.abstractmethod
     def future(
         self,
-        request,
-        timeout=None,
-        metadata=None,
-        credentials=None,
-        wait_for_ready=None,
-        compression=None,
-    ):
+        request: Any,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: Compression | None = None,
+    ) -> Any:
         """Start the RPC; return an object that is a Call and a Future."""
         raise NotImplementedError()
 
@@ -448,13 +491,13 @@ class UnaryStreamMultiCallable(abc.ABC):
     @abc.abstractmethod
     def __call__(
         self,
-        request,
-        timeout=None,
-        metadata=None,
-        credentials=None,
-        wait_for_ready=None,
-        compression=None,
-    ):
+        request: Any,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: Compression | None = None,
+    ) -> Any:
         """Start the RPC; return a Call that iterates over the responses."""
         raise NotImplementedError()
 
@@ -465,39 +508,39 @@ class StreamUnaryMultiCallable(abc.ABC):
     @abc.abstractmethod
     def __call__(
         self,
-        request_iterator,
-        timeout=None,
-        metadata=None,
-        credentials=None,
-        wait_for_ready=None,
-        compression=None,
-    ):
+        request_iterator: RequestIterableType,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: Compression | None = None,
+    ) -> Any:
         """Block until the RPC ends; return the response or raise RpcError."""
         raise NotImplementedError()
 
     @abc.abstractmethod
     def with_call(
         self,
-        request_iterator,
-        timeout=None,
-        metadata=None,
-        credentials=None,
-        wait_for_ready=None,
-        compression=None,
-    ):
+        request_iterator: RequestIterableType,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: Compression | None = None,
+    ) -> tuple[Any, Call]:
         """Like ``__call__`` but return ``(response, call)``."""
         raise NotImplementedError()
 
     @abc.abstractmethod
     def future(
         self,
-        request_iterator,
-        timeout=None,
-        metadata=None,
-        credentials=None,
-        wait_for_ready=None,
-        compression=None,
-    ):
+        request_iterator: RequestIterableType,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: Compression | None = None,
+    ) -> Any:
         """Start the RPC; return an object that is a Call and a Future."""
         raise NotImplementedError()
 
@@ -508,13 +551,13 @@ class StreamStreamMultiCallable(abc.ABC):
     @abc.abstractmethod
     def __call__(
         self,
-        request_iterator,
-        timeout=None,
-        metadata=None,
-        credentials=None,
-        wait_for_ready=None,
-        compression=None,
-    ):
+        request_iterator: RequestIterableType,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: Compression | None = None,
+    ) -> Any:
         """Start the RPC; return a Call that iterates over the responses."""
         raise NotImplementedError()
 
@@ -526,68 +569,75 @@ class Channel(abc.ABC):
     """
 
     @abc.abstractmethod
-    def subscribe(self, callback, try_to_connect=False):
+    def subscribe(
+        self, callback: Callable[[ChannelConnectivity], None], try_to_connect: bool = False
+    ) -> None:
         """Call ``callback(ChannelConnectivity)`` now and on every change."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def unsubscribe(self, callback):
+    def unsubscribe(self, callback: Callable[[ChannelConnectivity], None]) -> None:
         """Stop calling a callback registered with ``subscribe``."""
         raise NotImplementedError()
 
     @abc.abstractmethod
     def unary_unary(
         self,
-        method,
-        request_serializer=None,
-        response_deserializer=None,
-        _registered_method=False,
-    ):
+        method: str,
+        request_serializer: SerializingFunction | None = None,
+        response_deserializer: DeserializingFunction | None = None,
+        _registered_method: bool | None = False,
+    ) -> UnaryUnaryMultiCallable:
         """Return a UnaryUnaryMultiCallable for ``method`` ('/pkg.Svc/M')."""
         raise NotImplementedError()
 
     @abc.abstractmethod
     def unary_stream(
         self,
-        method,
-        request_serializer=None,
-        response_deserializer=None,
-        _registered_method=False,
-    ):
+        method: str,
+        request_serializer: SerializingFunction | None = None,
+        response_deserializer: DeserializingFunction | None = None,
+        _registered_method: bool | None = False,
+    ) -> UnaryStreamMultiCallable:
         """Return a UnaryStreamMultiCallable for ``method``."""
         raise NotImplementedError()
 
     @abc.abstractmethod
     def stream_unary(
         self,
-        method,
-        request_serializer=None,
-        response_deserializer=None,
-        _registered_method=False,
-    ):
+        method: str,
+        request_serializer: SerializingFunction | None = None,
+        response_deserializer: DeserializingFunction | None = None,
+        _registered_method: bool | None = False,
+    ) -> StreamUnaryMultiCallable:
         """Return a StreamUnaryMultiCallable for ``method``."""
         raise NotImplementedError()
 
     @abc.abstractmethod
     def stream_stream(
         self,
-        method,
-        request_serializer=None,
-        response_deserializer=None,
-        _registered_method=False,
-    ):
+        method: str,
+        request_serializer: SerializingFunction | None = None,
+        response_deserializer: DeserializingFunction | None = None,
+        _registered_method: bool | None = False,
+    ) -> StreamStreamMultiCallable:
         """Return a StreamStreamMultiCallable for ``method``."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def close(self):
+    def close(self) -> None:
         """Close the channel, terminating its active RPCs. Idempotent."""
         raise NotImplementedError()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         raise NotImplementedError()
 
-    def __exit__(self, exc_type, exc_val, exc_tb):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None:
         raise NotImplementedError()
 
 
@@ -604,6 +654,15 @@ class RpcMethodHandler(abc.ABC):
     streaming flags).
     """
 
+    request_streaming: bool
+    response_streaming: bool
+    request_deserializer: DeserializingFunction | None
+    response_serializer: SerializingFunction | None
+    unary_unary: Callable[[Any, ServicerContext], Any] | None
+    unary_stream: Callable[[Any, ServicerContext], Iterable[Any]] | None
+    stream_unary: Callable[[Iterator[Any], ServicerContext], Any] | None
+    stream_stream: Callable[[Iterator[Any], ServicerContext], Iterable[Any]] | None
+
 
 @typing.runtime_checkable
 class HandlerCallDetails(Protocol):
@@ -617,7 +676,7 @@ class GenericRpcHandler(abc.ABC):
     """Serves any number of RPC methods."""
 
     @abc.abstractmethod
-    def service(self, handler_call_details):
+    def service(self, handler_call_details: HandlerCallDetails) -> RpcMethodHandler | None:
         """Return the RpcMethodHandler for the call, or None to decline."""
         raise NotImplementedError()
 
@@ -626,7 +685,7 @@ class ServiceRpcHandler(GenericRpcHandler, metaclass=abc.ABCMeta):
     """Serves the methods ``/<service_name()>/<Method>`` of one service."""
 
     @abc.abstractmethod
-    def service_name(self):
+    def service_name(self) -> str:
         """The fully qualified service name, e.g. ``pkg.Service``."""
         raise NotImplementedError()
 
@@ -635,7 +694,11 @@ class ServerInterceptor(abc.ABC):
     """Intercepts incoming RPCs before a handler is chosen."""
 
     @abc.abstractmethod
-    def intercept_service(self, continuation, handler_call_details):
+    def intercept_service(
+        self,
+        continuation: Callable[[HandlerCallDetails], RpcMethodHandler | None],
+        handler_call_details: HandlerCallDetails,
+    ) -> RpcMethodHandler | None:
         """Return an RpcMethodHandler (or None to decline).
 
         ``continuation(handler_call_details)`` runs the rest of the chain and
@@ -648,13 +711,13 @@ class Server(abc.ABC):
     """Serves RPCs."""
 
     @abc.abstractmethod
-    def add_generic_rpc_handlers(self, generic_rpc_handlers):
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[GenericRpcHandler]) -> None:
         """Register an iterable of GenericRpcHandlers (before ``start``)."""
         raise NotImplementedError()
 
     def add_registered_method_handlers(  # noqa: B027
-        self, service_name, method_handlers
-    ):
+        self, service_name: str, method_handlers: Mapping[str, RpcMethodHandler]
+    ) -> None:
         """Register a ``{method name: RpcMethodHandler}`` dict for a service.
 
         Registered handlers take precedence over generic handlers for the
@@ -662,22 +725,22 @@ class Server(abc.ABC):
         """
 
     @abc.abstractmethod
-    def add_insecure_port(self, address):
+    def add_insecure_port(self, address: str) -> int:
         """Listen on ``address`` without TLS; return the bound port."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def add_secure_port(self, address, server_credentials):
+    def add_secure_port(self, address: str, server_credentials: ServerCredentials) -> int:
         """Listen on ``address`` with ``server_credentials``; return the port."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def start(self):
+    def start(self) -> None:
         """Start serving. Call once."""
         raise NotImplementedError()
 
     @abc.abstractmethod
-    def stop(self, grace):
+    def stop(self, grace: float | None) -> EventType:
         """Stop accepting RPCs; let running ones finish for ``grace`` seconds.
 
         ``grace=None`` aborts running RPCs at once. Returns an event that is
@@ -686,7 +749,7 @@ class Server(abc.ABC):
         """
         raise NotImplementedError()
 
-    def wait_for_termination(self, timeout=None):
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
         """Block until the server stops or ``timeout`` elapses.
 
         Returns True if it timed out.
@@ -700,28 +763,28 @@ class Server(abc.ABC):
 class ChannelCredentials:
     """Opaque credentials for a secure channel."""
 
-    def __init__(self, credentials):
+    def __init__(self, credentials: Any) -> None:
         self._credentials = credentials
 
 
 class CallCredentials:
     """Opaque per-call credentials (only sent over secure channels)."""
 
-    def __init__(self, credentials):
+    def __init__(self, credentials: Any) -> None:
         self._credentials = credentials
 
 
 class ServerCredentials:
     """Opaque credentials for a secure server port."""
 
-    def __init__(self, credentials):
+    def __init__(self, credentials: Any) -> None:
         self._credentials = credentials
 
 
 class ServerCertificateConfiguration:
     """Opaque certificate configuration for a TLS server."""
 
-    def __init__(self, certificate_configuration):
+    def __init__(self, certificate_configuration: Any) -> None:
         self._certificate_configuration = certificate_configuration
 
 
@@ -731,18 +794,21 @@ class AuthMetadataContext(abc.ABC):
     Implementations expose ``service_url`` and ``method_name``.
     """
 
+    service_url: str
+    method_name: str
 
-class AuthMetadataPluginCallback(abc.ABC):
+
+class AuthMetadataPluginCallback(abc.ABC):  # noqa: B024  (grpcio's: no abstract method)
     """Callback an AuthMetadataPlugin uses to hand back its result."""
 
-    def __call__(self, metadata, error):
+    def __call__(self, metadata: MetadataType, error: Exception | None) -> None:
         """Deliver ``metadata`` on success, or an exception as ``error``."""
         raise NotImplementedError()
 
 
-class AuthMetadataPlugin(abc.ABC):
+class AuthMetadataPlugin(abc.ABC):  # noqa: B024  (grpcio's: no abstract method)
     """User-supplied producer of authentication metadata."""
 
-    def __call__(self, context, callback):
+    def __call__(self, context: AuthMetadataContext, callback: AuthMetadataPluginCallback) -> None:
         """Compute metadata for ``context`` and pass it to ``callback``."""
         raise NotImplementedError()

@@ -1,53 +1,83 @@
 """Client side: channels and multicallables with grpcio's semantics."""
+
+from __future__ import annotations
+
 import logging
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Literal, NoReturn
 
 from grpc_green import _api, _core
-from grpc_green._api import StatusCode, _INT_TO_STATUS
+from grpc_green._api import StatusCode
+from grpc_green._common import (
+    CANCELLED,
+    CHANNEL_OPTIONS,
+    FAILED,
+    INTERNAL,
+    NOT_SERIALIZED,
+    SENT,
+    UNKNOWN,
+    MessageReader,
+    core_options,
+    int_to_status_code,
+    send_messages,
+    transform,
+)
+from grpc_green._typing import (
+    ChannelArgumentType,
+    DeserializingFunction,
+    MetadataType,
+    NullaryCallbackType,
+    RequestIterableType,
+    SerializingFunction,
+)
 from grpc_green._version import __version__
 
 _LOGGER = logging.getLogger(__name__)
-_USER_AGENT = "grpc-python-grpc_green/{} (nghttp2 {})".format(__version__, _core.NGHTTP2_VERSION)
-
-
-def _status(code):
-    return _INT_TO_STATUS.get(code, StatusCode.UNKNOWN)
+_USER_AGENT = f"grpc-python-grpc_green/{__version__} (nghttp2 {_core.NGHTTP2_VERSION})"
 
 
 class _CallState:
     """What a finished call reports: the `grpc.Call` half of results."""
 
-    def __init__(self, code, details, initial, trailing):
+    def __init__(
+        self,
+        code: StatusCode,
+        details: str | None,
+        initial: MetadataType | None,
+        trailing: MetadataType | None,
+    ) -> None:
         self._code = code
         self._details = details
         self._initial = initial
         self._trailing = trailing
 
-    def code(self):
+    def code(self) -> StatusCode:
         return self._code
 
-    def details(self):
+    def details(self) -> str | None:
         return self._details
 
-    def initial_metadata(self):
+    def initial_metadata(self) -> MetadataType | None:
         return self._initial
 
-    def trailing_metadata(self):
+    def trailing_metadata(self) -> MetadataType | None:
         return self._trailing
 
-    def is_active(self):
+    def is_active(self) -> bool:
         return False
 
-    def time_remaining(self):
+    def time_remaining(self) -> float | None:
         return None
 
-    def cancel(self):
+    def cancel(self) -> bool:
         return False
 
-    def add_callback(self, callback):
+    def add_callback(self, callback: NullaryCallbackType) -> bool:
         return False
 
-    def debug_error_string(self):
-        return "{}: {}".format(self._code, self._details)
+    def debug_error_string(self) -> str:
+        return f"{self._code}: {self._details}"
 
 
 class _CompletedCall(_CallState, _api.Call):
@@ -57,56 +87,66 @@ class _CompletedCall(_CallState, _api.Call):
 class _InactiveRpcError(_CallState, _api.RpcError, _api.Call, _api.Future):
     """An RPC that ended with a non-OK status: an error, a Call and a Future."""
 
-    def __init__(self, code, details, initial=(), trailing=()):
+    def __init__(
+        self,
+        code: StatusCode,
+        details: str | None,
+        initial: MetadataType | None = (),
+        trailing: MetadataType | None = (),
+    ) -> None:
         _CallState.__init__(self, code, details, initial, trailing)
         _api.RpcError.__init__(self)
 
-    def __str__(self):
-        return '<_InactiveRpcError of RPC that terminated with:\n\tstatus = {}\n\tdetails = "{}"\n>'.format(
-            self._code, self._details
+    def __str__(self) -> str:
+        return (
+            "<_InactiveRpcError of RPC that terminated with:\n"
+            f"\tstatus = {self._code}\n"
+            f'\tdetails = "{self._details}"\n>'
         )
 
     __repr__ = __str__
 
     # Future
-    def cancelled(self):
+    def cancelled(self) -> bool:
         return False
 
-    def running(self):
+    def running(self) -> bool:
         return False
 
-    def done(self):
+    def done(self) -> bool:
         return True
 
-    def result(self, timeout=None):
+    def result(self, timeout: float | None = None) -> NoReturn:
         raise self
 
-    def exception(self, timeout=None):
+    def exception(self, timeout: float | None = None) -> Exception | None:
         return self
 
-    def traceback(self, timeout=None):
+    def traceback(self, timeout: float | None = None) -> TracebackType | None:
         return self.__traceback__
 
-    def add_done_callback(self, fn):
+    def add_done_callback(self, fn: Callable[[_api.Future], None]) -> None:
         fn(self)
 
 
-def _serialize(serializer, request):
+def _serialize(serializer: SerializingFunction | None, request: Any) -> Any:
     if serializer is None:
         return request
     try:
         return serializer(request)
-    except Exception:
-        raise _InactiveRpcError(StatusCode.INTERNAL, "Exception serializing request!")
+    except Exception:  # noqa: BLE001  (the application's serializer: any failure is INTERNAL)
+        # What the serializer raised is the context, not the cause, as the
+        # engine's unary path has it.
+        raise _InactiveRpcError(StatusCode.INTERNAL, "Exception serializing request!")  # noqa: B904
 
 
-def _logged(fn, *args):
+def _logged(fn: Callable[..., object], *args: Any) -> Callable[[], None]:
     """fn(*args) for a done callback: what it raises is logged, as grpcio logs it."""
 
-    def run():
+    def run() -> None:
         try:
             fn(*args)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  (logged as grpcio logs it)
             _LOGGER.error("Exception in callback %s: %s", repr(fn), repr(e))
 
     return run
@@ -117,7 +157,13 @@ class _MultiCallable:
 
     __slots__ = ("_channel", "_method", "_serializer", "_deserializer")
 
-    def __init__(self, channel, method, serializer, deserializer):
+    def __init__(
+        self,
+        channel: Channel,
+        method: str,
+        serializer: SerializingFunction | None,
+        deserializer: DeserializingFunction | None,
+    ) -> None:
         self._channel = channel
         self._method = method
         self._serializer = serializer
@@ -129,17 +175,33 @@ class _UnaryUnaryMultiCallable(_core.UnaryUnary, _api.UnaryUnaryMultiCallable):
     call serializes, runs and deserializes without a Python frame of ours."""
 
     @staticmethod
-    def _fail(code, details, initial, trailing):
+    def _fail(
+        code: int, details: str, initial: MetadataType, trailing: MetadataType
+    ) -> _InactiveRpcError:
         # The RpcError the engine raises for a call that did not end OK.
-        return _InactiveRpcError(_status(code), details, initial, trailing)
+        return _InactiveRpcError(int_to_status_code(code), details, initial, trailing)
 
-    def with_call(self, request, timeout=None, metadata=None, credentials=None,
-                  wait_for_ready=None, compression=None):
+    def with_call(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: _api.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: _api.Compression | None = None,
+    ) -> tuple[Any, _CompletedCall]:
         response, initial, trailing = self._invoke(request, timeout, metadata, wait_for_ready)
         return response, _CompletedCall(StatusCode.OK, "", initial, trailing)
 
-    def future(self, request, timeout=None, metadata=None, credentials=None,
-               wait_for_ready=None, compression=None):
+    def future(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: _api.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: _api.Compression | None = None,
+    ) -> _UnaryFuture:
         return _UnaryFuture(self, request, timeout, metadata, wait_for_ready)
 
 
@@ -150,41 +212,57 @@ class _Cancelled(BaseException):
 class _UnaryFuture(_api.Future, _api.Call):
     """A unary call running in its own greenlet; ``result()`` parks cooperatively."""
 
-    def __init__(self, multicallable, request, timeout, metadata, wait_for_ready):
+    def __init__(
+        self,
+        multicallable: _UnaryUnaryMultiCallable,
+        request: Any,
+        timeout: float | None,
+        metadata: MetadataType | None,
+        wait_for_ready: bool | None,
+    ) -> None:
         self._done = _core.Event()
-        self._response = None
-        self._state = None
-        self._error = None
+        self._response: Any = None
+        self._state: Any = None  # the Call once done: _CompletedCall or the RpcError
+        self._error: _api.RpcError | None = None
         self._cancelled = False
-        self._callbacks = []
+        self._callbacks: list[Callable[[_api.Future], None]] | None = []
         self._deadline = None if timeout is None else _core.monotonic() + timeout
         self._greenlet = _core.spawn_greenlet(
             self._run, multicallable, request, timeout, metadata, wait_for_ready
         )
 
-    def _run(self, multicallable, request, timeout, metadata, wait_for_ready):
+    def _run(
+        self,
+        multicallable: _UnaryUnaryMultiCallable,
+        request: Any,
+        timeout: float | None,
+        metadata: MetadataType | None,
+        wait_for_ready: bool | None,
+    ) -> None:
         try:
-            response, initial, trailing = multicallable._invoke(request, timeout, metadata, wait_for_ready)
+            response, initial, trailing = multicallable._invoke(
+                request, timeout, metadata, wait_for_ready
+            )
             self._finish(response, _CompletedCall(StatusCode.OK, "", initial, trailing), None)
         except _api.RpcError as err:
             self._finish(None, err, err)
         except _Cancelled:
             pass  # cancel() already finished the future
 
-    def _finish(self, response, state, error):
+    def _finish(self, response: Any, state: Any, error: _api.RpcError | None) -> None:
         if self._done.is_set():
             return
         self._response, self._state, self._error = response, state, error
         self._done.set()
         callbacks, self._callbacks = self._callbacks, None
-        for fn in callbacks:
+        for fn in callbacks or ():
             try:
                 fn(self)
-            except Exception as e:  # logged as grpcio logs it, and the others run
+            except Exception as e:  # noqa: BLE001  (logged as grpcio logs it; the others run)
                 _LOGGER.error("Exception in callback %s: %s", repr(fn), repr(e))
 
     # Future
-    def cancel(self):
+    def cancel(self) -> bool:
         """Cancels at once; the call's stream is reset on the hub's next pass."""
         if self._done.is_set():
             return False
@@ -194,87 +272,95 @@ class _UnaryFuture(_api.Future, _api.Call):
         _core.kill(self._greenlet, _Cancelled())
         return True
 
-    def cancelled(self):
+    def cancelled(self) -> bool:
         return self._cancelled
 
-    def running(self):
+    def running(self) -> bool:
         return not self._done.is_set()
 
-    def done(self):
+    def done(self) -> bool:
         return self._done.is_set()
 
-    def _wait(self, timeout):
+    def _wait(self, timeout: float | None) -> None:
         if not self._done.wait(timeout):
             raise _api.FutureTimeoutError()
         if self._cancelled:
             raise _api.FutureCancelledError()
 
-    def result(self, timeout=None):
+    def result(self, timeout: float | None = None) -> Any:
         self._wait(timeout)
         if self._error is not None:
             raise self._error
         return self._response
 
-    def exception(self, timeout=None):
+    def exception(self, timeout: float | None = None) -> Exception | None:
         self._wait(timeout)
         return self._error
 
-    def traceback(self, timeout=None):
+    def traceback(self, timeout: float | None = None) -> TracebackType | None:
         self._wait(timeout)
         return None if self._error is None else self._error.__traceback__
 
-    def add_done_callback(self, fn):
+    def add_done_callback(self, fn: Callable[[_api.Future], None]) -> None:
         if self._callbacks is None:
             fn(self)
         else:
             self._callbacks.append(fn)
 
     # Call
-    def is_active(self):
+    def is_active(self) -> bool:
         return not self._done.is_set()
 
-    def time_remaining(self):
+    def time_remaining(self) -> float | None:
         if self._deadline is None:
             return None
         return max(0.0, self._deadline - _core.monotonic())
 
-    def add_callback(self, callback):
+    def add_callback(self, callback: NullaryCallbackType) -> bool:
         if self._callbacks is None:
             return False
         self._callbacks.append(lambda _f: callback())
         return True
 
-    def _call_state(self):
+    def _call_state(self) -> Any:
         self._done.wait()
         return self._state
 
-    def initial_metadata(self):
+    def initial_metadata(self) -> MetadataType | None:
         return self._call_state().initial_metadata()
 
-    def trailing_metadata(self):
+    def trailing_metadata(self) -> MetadataType | None:
         return self._call_state().trailing_metadata()
 
-    def code(self):
+    def code(self) -> StatusCode | None:
         return self._call_state().code()
 
-    def details(self):
+    def details(self) -> str | None:
         return self._call_state().details()
 
 
-_CANCELLED = StatusCode.CANCELLED.value[0]
-_UNKNOWN = StatusCode.UNKNOWN.value[0]
-_INTERNAL = StatusCode.INTERNAL.value[0]
-
-
-def _start(channel, method, timeout, metadata, wait_for_ready, request, unary_response):
+def _start(
+    channel: Channel,
+    method: str,
+    timeout: float | None,
+    metadata: MetadataType | None,
+    wait_for_ready: bool | None,
+    request: Any,
+    unary_response: bool,
+) -> _core.Call:
     try:
-        return channel._core.start(method, timeout, metadata, bool(wait_for_ready), request,
-                                   unary_response)
+        return channel._core.start(
+            method, timeout, metadata, bool(wait_for_ready), request, unary_response
+        )
     except _core.InvalidMetadataError as err:
         raise _InactiveRpcError(StatusCode.INTERNAL, "Invalid metadata") from err
 
 
-def _consume_requests(call, request_iterator, serializer):
+def _consume_requests(
+    call: _core.Call,
+    request_iterator: RequestIterableType,
+    serializer: SerializingFunction | None,
+) -> None:
     """Feeds a request iterator into ``call``; runs in a greenlet of its own.
 
     An iterator that blocks parks only this greenlet. ``call.write`` parks
@@ -282,127 +368,119 @@ def _consume_requests(call, request_iterator, serializer):
     ended, which stops the consumption.
     """
     try:
-        for request in request_iterator:
-            if serializer is not None:
-                try:
-                    request = serializer(request)
-                except Exception:
-                    _LOGGER.exception("Exception serializing request!")
-                    call.cancel(_INTERNAL, "Exception serializing request!")
-                    return
-            if not call.write(request):
-                return
+        outcome = send_messages(
+            call, request_iterator, serializer, _LOGGER, "Exception serializing request!", False
+        )
+        if outcome == NOT_SERIALIZED:
+            call.cancel(INTERNAL, "Exception serializing request!")
     except Exception:
         _LOGGER.exception("Exception iterating requests!")
-        call.cancel(_UNKNOWN, "Exception iterating requests!")
+        call.cancel(UNKNOWN, "Exception iterating requests!")
         return
-    call.done_writing()
+    if outcome == SENT:
+        call.done_writing()
 
 
-class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
+class _Rendezvous(_api.RpcError, _api.Call, _api.Future, MessageReader):
     """A call in flight: the response iterator of a streaming call, and the
     future of a ``stream_unary`` call. Like grpcio's, it is an RpcError
     (raised when the call ends badly), a Call and a Future.
     """
 
-    def __init__(self, call, deserializer, unary_response):
+    _call: _core.Call
+    _logger = _LOGGER
+    _deserialize_error = "Exception deserializing response!"
+
+    def __init__(
+        self,
+        call: _core.Call,
+        deserializer: DeserializingFunction | None,
+        unary_response: bool,
+    ) -> None:
         _api.RpcError.__init__(self)
         self._call = call
         self._deserializer = deserializer
         self._unary_response = unary_response
         self._cancelled = False
-        self._response = None
+        self._response: Any = None
         self._response_taken = False
         self._deserialize_failed = False
 
-    # iterator
-    def __iter__(self):
+    # iterator (MessageReader)
+    def _reading_ended(self) -> BaseException:
+        return StopIteration() if self._call.code == 0 else self
+
+    def _deserialize_error_reported(self) -> BaseException:
+        self._call.cancel(INTERNAL, self._deserialize_error)
         return self
 
-    def __next__(self):
-        raw = self._call.read()
-        if raw is None:
-            if self._call.code == 0:
-                raise StopIteration()
-            raise self
-        if self._deserializer is None:
-            return raw
-        try:
-            return self._deserializer(raw)
-        except Exception:
-            _LOGGER.exception("Exception deserializing response!")
-            self._call.cancel(_INTERNAL, "Exception deserializing response!")
-            raise self
-
-    next = __next__
-
     # RpcContext / Call
-    def is_active(self):
+    def is_active(self) -> bool:
         return self._call.is_active()
 
-    def time_remaining(self):
+    def time_remaining(self) -> float | None:
         return self._call.time_remaining()
 
-    def cancel(self):
-        if self._call.cancel(_CANCELLED, "Locally cancelled by application!"):
+    def cancel(self) -> bool:
+        if self._call.cancel(CANCELLED, "Locally cancelled by application!"):
             self._cancelled = True
             return True
         return False
 
-    def add_callback(self, callback):
+    def add_callback(self, callback: NullaryCallbackType) -> bool:
         return self._call.add_done_callback(_logged(callback))
 
-    def initial_metadata(self):
+    def initial_metadata(self) -> MetadataType:
         return self._call.initial_metadata()
 
-    def trailing_metadata(self):
+    def trailing_metadata(self) -> MetadataType | None:
         self._call.wait()
         return self._call.trailing_metadata()
 
-    def code(self):
+    def code(self) -> StatusCode:
         self._call.wait()
-        return _status(self._call.code)
+        return int_to_status_code(self._call.code)
 
-    def details(self):
+    def details(self) -> str | None:
         self._call.wait()
         return self._call.details
 
-    def debug_error_string(self):
+    def debug_error_string(self) -> str:
         self._call.wait()
-        return "{}: {}".format(self.code(), self._call.details)
+        return f"{self.code()}: {self._call.details}"
 
     # Future
-    def cancelled(self):
+    def cancelled(self) -> bool:
         return self._cancelled
 
-    def running(self):
+    def running(self) -> bool:
         return self._call.is_active()
 
-    def done(self):
+    def done(self) -> bool:
         return not self._call.is_active()
 
-    def _wait(self, timeout):
+    def _wait(self, timeout: float | None) -> None:
         if not self._call.wait(timeout):
             raise _api.FutureTimeoutError()
         if self._cancelled:
             raise _api.FutureCancelledError()
 
-    def _unary_result(self):
+    def _unary_result(self) -> Any:
         if not self._response_taken:
             self._response_taken = True
             raw = self._call.read() if self._call.code == 0 else None
             if raw is not None:
-                self._response = raw
-                if self._deserializer is not None:
-                    try:
-                        self._response = self._deserializer(raw)
-                    except Exception:
-                        _LOGGER.exception("Exception deserializing response!")
-                        self._response = None
+                if self._deserializer is None:
+                    self._response = raw
+                else:
+                    response = transform(self._deserializer, raw, _LOGGER, self._deserialize_error)
+                    if response is FAILED:
                         self._deserialize_failed = True
+                    else:
+                        self._response = response
         return self._response
 
-    def result(self, timeout=None):
+    def result(self, timeout: float | None = None) -> Any:
         self._wait(timeout)
         if self._call.code != 0:
             raise self
@@ -410,15 +488,19 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
             return None
         response = self._unary_result()
         if self._deserialize_failed:
-            raise _InactiveRpcError(StatusCode.INTERNAL, "Exception deserializing response!",
-                                    self._call.initial_metadata(), self._call.trailing_metadata())
+            raise _InactiveRpcError(
+                StatusCode.INTERNAL,
+                "Exception deserializing response!",
+                self._call.initial_metadata(),
+                self._call.trailing_metadata(),
+            )
         return response
 
-    def exception(self, timeout=None):
+    def exception(self, timeout: float | None = None) -> Exception | None:
         self._wait(timeout)
         return None if self._call.code == 0 else self
 
-    def traceback(self, timeout=None):
+    def traceback(self, timeout: float | None = None) -> TracebackType | None:
         self._wait(timeout)
         if self._call.code == 0:
             return None
@@ -429,15 +511,17 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
 
             return sys.exc_info()[2]
 
-    def add_done_callback(self, fn):
+    def add_done_callback(self, fn: Callable[[_api.Future], None]) -> None:
         if not self._call.add_done_callback(_logged(fn, self)):
             fn(self)
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self._call.is_active():
-            return "<{} object of in-flight RPC>".format(type(self).__name__)
-        return '<{} of RPC that terminated with:\n\tstatus = {}\n\tdetails = "{}"\n>'.format(
-            type(self).__name__, _status(self._call.code), self._call.details
+            return f"<{type(self).__name__} object of in-flight RPC>"
+        return (
+            f"<{type(self).__name__} of RPC that terminated with:\n"
+            f"\tstatus = {int_to_status_code(self._call.code)}\n"
+            f'\tdetails = "{self._call.details}"\n>'
         )
 
     __repr__ = __str__
@@ -447,37 +531,53 @@ class _MultiThreadedRendezvous(_Rendezvous):
     """grpcio's name for the object a streaming call returns."""
 
 
-def _blocking_unary_response(rendezvous):
+def _blocking_unary_response(rendezvous: _Rendezvous) -> tuple[Any, _CompletedCall]:
     """Parks for the end of a stream_unary call; response and Call or raises."""
     try:
         rendezvous._call.wait()
     except BaseException:
-        rendezvous._call.cancel(_CANCELLED, "Cancelled")
+        rendezvous._call.cancel(CANCELLED, "Cancelled")
         raise
     call = rendezvous._call
     initial, trailing = call.initial_metadata(), call.trailing_metadata()
     if call.code != 0:
-        raise _InactiveRpcError(_status(call.code), call.details, initial, trailing)
+        raise _InactiveRpcError(int_to_status_code(call.code), call.details, initial, trailing)
     return rendezvous.result(), _CompletedCall(StatusCode.OK, "", initial, trailing)
 
 
 class _UnaryStreamMultiCallable(_MultiCallable, _api.UnaryStreamMultiCallable):
     __slots__ = ()
 
-    def __call__(self, request, timeout=None, metadata=None, credentials=None,
-                 wait_for_ready=None, compression=None):
+    def __call__(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: _api.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: _api.Compression | None = None,
+    ) -> _MultiThreadedRendezvous:
         payload = _serialize(self._serializer, request)
-        call = _start(self._channel, self._method, timeout, metadata, wait_for_ready, payload,
-                      False)
+        call = _start(
+            self._channel, self._method, timeout, metadata, wait_for_ready, payload, False
+        )
         return _MultiThreadedRendezvous(call, self._deserializer, False)
 
 
 class _StreamMultiCallable(_MultiCallable):
     __slots__ = ()
 
-    def _start(self, request_iterator, timeout, metadata, wait_for_ready, unary_response):
-        call = _start(self._channel, self._method, timeout, metadata, wait_for_ready, None,
-                      unary_response)
+    def _start(
+        self,
+        request_iterator: RequestIterableType,
+        timeout: float | None,
+        metadata: MetadataType | None,
+        wait_for_ready: bool | None,
+        unary_response: bool,
+    ) -> _MultiThreadedRendezvous:
+        call = _start(
+            self._channel, self._method, timeout, metadata, wait_for_ready, None, unary_response
+        )
         if call.is_active():
             _core.spawn(_consume_requests, call, request_iterator, self._serializer)
         return _MultiThreadedRendezvous(call, self._deserializer, unary_response)
@@ -486,101 +586,144 @@ class _StreamMultiCallable(_MultiCallable):
 class _StreamUnaryMultiCallable(_StreamMultiCallable, _api.StreamUnaryMultiCallable):
     __slots__ = ()
 
-    def __call__(self, request_iterator, timeout=None, metadata=None, credentials=None,
-                 wait_for_ready=None, compression=None):
+    def __call__(
+        self,
+        request_iterator: RequestIterableType,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: _api.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: _api.Compression | None = None,
+    ) -> Any:
         rendezvous = self._start(request_iterator, timeout, metadata, wait_for_ready, True)
         return _blocking_unary_response(rendezvous)[0]
 
-    def with_call(self, request_iterator, timeout=None, metadata=None, credentials=None,
-                  wait_for_ready=None, compression=None):
+    def with_call(
+        self,
+        request_iterator: RequestIterableType,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: _api.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: _api.Compression | None = None,
+    ) -> tuple[Any, _CompletedCall]:
         rendezvous = self._start(request_iterator, timeout, metadata, wait_for_ready, True)
         return _blocking_unary_response(rendezvous)
 
-    def future(self, request_iterator, timeout=None, metadata=None, credentials=None,
-               wait_for_ready=None, compression=None):
+    def future(
+        self,
+        request_iterator: RequestIterableType,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: _api.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: _api.Compression | None = None,
+    ) -> _MultiThreadedRendezvous:
         return self._start(request_iterator, timeout, metadata, wait_for_ready, True)
 
 
 class _StreamStreamMultiCallable(_StreamMultiCallable, _api.StreamStreamMultiCallable):
     __slots__ = ()
 
-    def __call__(self, request_iterator, timeout=None, metadata=None, credentials=None,
-                 wait_for_ready=None, compression=None):
+    def __call__(
+        self,
+        request_iterator: RequestIterableType,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: _api.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: _api.Compression | None = None,
+    ) -> _MultiThreadedRendezvous:
         return self._start(request_iterator, timeout, metadata, wait_for_ready, False)
-
-
-_OPTION_KEYS = {
-    "grpc.max_receive_message_length": "max_receive_message_length",
-    "grpc.max_send_message_length": "max_send_message_length",
-    "grpc.default_authority": "authority",
-    # The per-stream HTTP/2 receive window: grpc core's name for it, and ours.
-    "grpc.http2.lookahead_bytes": "initial_window_size",
-    "grpc.http2.initial_window_size": "initial_window_size",
-}
-
-
-def _core_options(options):
-    kwargs = {}
-    primary = secondary = None
-    for key, value in options or ():
-        if key in _OPTION_KEYS:
-            kwargs[_OPTION_KEYS[key]] = value
-        elif key == "grpc.primary_user_agent":
-            primary = value
-        elif key == "grpc.secondary_user_agent":
-            secondary = value
-    # grpcio's order: the application's primary part, the library's own,
-    # the application's secondary part.
-    kwargs["user_agent"] = " ".join(p for p in (primary, _USER_AGENT, secondary) if p)
-    return kwargs
 
 
 class Channel(_api.Channel):
     """A channel to one target; calls from any greenlet of this thread."""
 
-    def __init__(self, target, options=None, compression=None):
+    def __init__(
+        self,
+        target: str,
+        options: Sequence[ChannelArgumentType] | None = None,
+        compression: _api.Compression | None = None,
+    ) -> None:
         self._target = target
-        self._core = _core.Channel(target, **_core_options(options))
+        self._core = _core.Channel(target, **core_options(options, CHANNEL_OPTIONS, _USER_AGENT))
 
-    def subscribe(self, callback, try_to_connect=False):
+    def subscribe(
+        self, callback: Callable[[_api.ChannelConnectivity], None], try_to_connect: bool = False
+    ) -> None:
         raise NotImplementedError("connectivity subscriptions are not available yet")
 
-    def unsubscribe(self, callback):
+    def unsubscribe(self, callback: Callable[[_api.ChannelConnectivity], None]) -> None:
         raise NotImplementedError("connectivity subscriptions are not available yet")
 
-    def unary_unary(self, method, request_serializer=None, response_deserializer=None,
-                    _registered_method=False):
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: SerializingFunction | None = None,
+        response_deserializer: DeserializingFunction | None = None,
+        _registered_method: bool | None = False,
+    ) -> _UnaryUnaryMultiCallable:
         return _UnaryUnaryMultiCallable(self, method, request_serializer, response_deserializer)
 
-    def unary_stream(self, method, request_serializer=None, response_deserializer=None,
-                     _registered_method=False):
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: SerializingFunction | None = None,
+        response_deserializer: DeserializingFunction | None = None,
+        _registered_method: bool | None = False,
+    ) -> _UnaryStreamMultiCallable:
         return _UnaryStreamMultiCallable(self, method, request_serializer, response_deserializer)
 
-    def stream_unary(self, method, request_serializer=None, response_deserializer=None,
-                     _registered_method=False):
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: SerializingFunction | None = None,
+        response_deserializer: DeserializingFunction | None = None,
+        _registered_method: bool | None = False,
+    ) -> _StreamUnaryMultiCallable:
         return _StreamUnaryMultiCallable(self, method, request_serializer, response_deserializer)
 
-    def stream_stream(self, method, request_serializer=None, response_deserializer=None,
-                      _registered_method=False):
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: SerializingFunction | None = None,
+        response_deserializer: DeserializingFunction | None = None,
+        _registered_method: bool | None = False,
+    ) -> _StreamStreamMultiCallable:
         return _StreamStreamMultiCallable(self, method, request_serializer, response_deserializer)
 
-    def close(self):
+    def close(self) -> None:
         self._core.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Channel:
         return self
 
-    def __exit__(self, exc_type, exc_val, exc_tb):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> Literal[False]:
         self.close()
         return False
 
 
-def insecure_channel(target, options=None, compression=None):
+def insecure_channel(
+    target: str,
+    options: Sequence[ChannelArgumentType] | None = None,
+    compression: _api.Compression | None = None,
+) -> Channel:
     """A plaintext HTTP/2 channel to ``target``, grpcio's signature."""
     return Channel(target, options, compression)
 
 
-def secure_channel(target, credentials, options=None, compression=None):
+def secure_channel(
+    target: str,
+    credentials: _api.ChannelCredentials,
+    options: Sequence[ChannelArgumentType] | None = None,
+    compression: _api.Compression | None = None,
+) -> Channel:
     from grpc_green import experimental
 
     if credentials is experimental.insecure_channel_credentials():

@@ -14,43 +14,45 @@ A thread never runs two loops: once its hub exists the choice is fixed, and
 forcing the native hub in a thread where gevent's hub already exists, or
 in a process gevent has patched, is refused.
 """
+
+from __future__ import annotations
+
 import os
 import sys
+from typing import Any, Literal
 
 from grpc_green import _core
 
 KINDS = ("auto", "native", "gevent")
 
 
-def _policy_from_env():
+def _policy_from_env() -> str:
     value = os.environ.get("GRPC_GREEN_HUB", "auto").strip().lower() or "auto"
     if value not in KINDS:
-        raise ImportError(
-            "GRPC_GREEN_HUB must be one of %s, not %r" % (", ".join(KINDS), value)
-        )
+        raise ImportError("GRPC_GREEN_HUB must be one of %s, not %r" % (", ".join(KINDS), value))
     return value
 
 
 _policy = _policy_from_env()
 
 
-def _gevent_hub_in_this_thread():
+def _gevent_hub_in_this_thread() -> Any:
     """gevent's hub of this thread if one exists (without creating one)."""
     if "gevent" not in sys.modules:
         return None
     try:
         from gevent._hub_local import get_hub_if_exists
-    except ImportError:  # gevent before 20.x
-        from gevent.hub import _get_hub as get_hub_if_exists
+    except ImportError:  # gevent before 20.x (its stubs describe the current one)
+        from gevent.hub import _get_hub as get_hub_if_exists  # type: ignore[attr-defined,no-redef]
     return get_hub_if_exists()
 
 
-def _gevent_patched():
+def _gevent_patched() -> bool:
     monkey = sys.modules.get("gevent.monkey")
     return monkey is not None and monkey.is_module_patched("socket")
 
 
-def _select():
+def _select() -> Any:
     """Called by the engine once per thread: None for the native hub, or the
     gevent hub to run on."""
     if _policy == "native":
@@ -69,7 +71,7 @@ def _select():
     return None
 
 
-def use(kind):
+def use(kind: Literal["auto", "native", "gevent"]) -> None:
     """Chooses the hub for threads that have none yet: ``"native"``,
     ``"gevent"`` or ``"auto"``. Raises RuntimeError if this thread already
     runs a hub of another kind."""
@@ -87,7 +89,7 @@ def use(kind):
     _policy = kind
 
 
-def kind():
+def kind() -> Literal["native", "gevent"]:
     """``"native"`` or ``"gevent"``: this thread's hub (made now if needed)."""
     return _core.hub_kind(True)
 

@@ -4,18 +4,45 @@ Each RPC runs in a pooled greenlet: ``_Server._dispatch`` finds the
 handler, reads and deserializes the request, runs the servicer method with
 a ``_Context`` and sends the response and status in one step.
 """
+
+from __future__ import annotations
+
 import collections
 import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from grpc_green import _api, _core, _utilities
 from grpc_green._api import StatusCode
+from grpc_green._common import (
+    FAILED,
+    INTERNAL,
+    NOT_SERIALIZED,
+    OK,
+    SENT,
+    SERVER_OPTIONS,
+    STATUS_CODE_TO_INT,
+    UNIMPLEMENTED,
+    UNKNOWN,
+    MessageReader,
+    core_options,
+    send_messages,
+    transform,
+)
+from grpc_green._typing import (
+    ChannelArgumentType,
+    DeserializingFunction,
+    MetadataType,
+    NullaryCallbackType,
+    SerializingFunction,
+)
+
+if TYPE_CHECKING:
+    from concurrent import futures
 
 _LOGGER = logging.getLogger(__name__)
-_OK = StatusCode.OK.value[0]
-_UNKNOWN = StatusCode.UNKNOWN.value[0]
-_INTERNAL = StatusCode.INTERNAL.value[0]
-_UNIMPLEMENTED = StatusCode.UNIMPLEMENTED.value[0]
-_STATUS_TO_INT = {member: member.value[0] for member in StatusCode}
+_DESERIALIZE_ERROR = "Exception deserializing request!"
+_SERIALIZE_ERROR = "Failed to serialize response!"
 
 
 class _HandlerCallDetails(
@@ -32,55 +59,57 @@ class _Abort(Exception):
 class _Context(_api.ServicerContext):
     __slots__ = ("_call", "_code", "_details", "_trailing", "_aborted")
 
-    def __init__(self, call):
+    def __init__(self, call: _core.ServerCall) -> None:
         self._call = call
-        self._code = self._details = self._trailing = None
+        self._code: _api.StatusCode | None = None
+        self._details: bytes | None = None
+        self._trailing: MetadataType | None = None
         self._aborted = False
 
     # RpcContext
-    def is_active(self):
+    def is_active(self) -> bool:
         return self._call.is_active()
 
-    def time_remaining(self):
+    def time_remaining(self) -> float | None:
         return self._call.time_remaining()
 
-    def cancel(self):
+    def cancel(self) -> None:
         self._call.cancel()
 
-    def add_callback(self, callback):
+    def add_callback(self, callback: NullaryCallbackType) -> bool:
         return self._call.add_callback(callback)
 
     # ServicerContext
-    def invocation_metadata(self):
+    def invocation_metadata(self) -> MetadataType:
         return self._call.invocation_metadata()
 
-    def peer(self):
+    def peer(self) -> str:
         return self._call.peer()
 
-    def peer_identities(self):
+    def peer_identities(self) -> Sequence[bytes] | None:
         return None
 
-    def peer_identity_key(self):
+    def peer_identity_key(self) -> str | None:
         return None
 
-    def auth_context(self):
+    def auth_context(self) -> Mapping[str, Sequence[bytes]]:
         return {}
 
-    def set_compression(self, compression):
+    def set_compression(self, compression: _api.Compression) -> None:
         pass  # grpc_green sends uncompressed messages
 
-    def send_initial_metadata(self, initial_metadata):
+    def send_initial_metadata(self, initial_metadata: MetadataType) -> None:
         if not self._call.send_initial_metadata(initial_metadata):
             if self._call.is_active():
                 raise ValueError("Initial metadata no longer allowed!")
 
-    def set_trailing_metadata(self, trailing_metadata):
+    def set_trailing_metadata(self, trailing_metadata: MetadataType) -> None:
         self._trailing = trailing_metadata
 
-    def trailing_metadata(self):
+    def trailing_metadata(self) -> MetadataType | None:
         return self._trailing
 
-    def abort(self, code, details):
+    def abort(self, code: StatusCode, details: str) -> NoReturn:
         if code == StatusCode.OK:
             _LOGGER.error("abort() called with StatusCode.OK; returning UNKNOWN")
             code, details = StatusCode.UNKNOWN, ""
@@ -89,83 +118,85 @@ class _Context(_api.ServicerContext):
         self._aborted = True
         raise _Abort()
 
-    def abort_with_status(self, status):
+    def abort_with_status(self, status: _api.Status) -> NoReturn:
         self._trailing = status.trailing_metadata
         self.abort(status.code, status.details)
 
-    def set_code(self, code):
+    def set_code(self, code: StatusCode) -> None:
         self._code = code
 
-    def set_details(self, details):
+    def set_details(self, details: str) -> None:
         # grpcio keeps details encoded: details() returns bytes once set.
         self._details = details.encode("utf-8") if isinstance(details, str) else details
 
-    def code(self):
+    def code(self) -> StatusCode | None:
         return self._code
 
-    def details(self):
+    def details(self) -> bytes | None:
         return self._details
 
-    def disable_next_message_compression(self):
+    def disable_next_message_compression(self) -> None:
         pass
 
     # status to send
-    def _final(self, default_code, default_details):
+    def _final(
+        self, default_code: int, default_details: str
+    ) -> tuple[int, str, MetadataType | None]:
         # A code that is not a StatusCode (a plain int, say) ends the call
         # UNKNOWN, as grpcio ends it.
-        code = default_code if self._code is None else _STATUS_TO_INT.get(self._code, _UNKNOWN)
-        details = default_details if self._details is None else self._details
+        code = default_code if self._code is None else STATUS_CODE_TO_INT.get(self._code, UNKNOWN)
+        details: str | bytes = default_details if self._details is None else self._details
         if isinstance(details, bytes):
             details = details.decode("utf-8", "replace")
         return code, details, self._trailing
 
 
 class _Server(_api.Server):
-    def __init__(self, handlers, interceptors, options, maximum_concurrent_rpcs):
-        kwargs = {}
-        for key, value in options or ():
-            if key == "grpc.max_receive_message_length":
-                kwargs["max_receive_message_length"] = value
-            elif key == "grpc.max_send_message_length":
-                kwargs["max_send_message_length"] = value
-            elif key == "grpc.max_concurrent_streams":
-                kwargs["max_concurrent_streams"] = value
-            elif key in ("grpc.http2.initial_window_size", "grpc.http2.lookahead_bytes"):
-                kwargs["initial_window_size"] = value
-            elif key == "grpc.so_reuseport":
-                kwargs["so_reuseport"] = bool(value)
+    def __init__(
+        self,
+        handlers: Iterable[_api.GenericRpcHandler] | None,
+        interceptors: Iterable[_api.ServerInterceptor] | None,
+        options: Iterable[ChannelArgumentType] | None,
+        maximum_concurrent_rpcs: int | None,
+    ) -> None:
+        kwargs = core_options(options, SERVER_OPTIONS)
         if maximum_concurrent_rpcs is not None:
             if maximum_concurrent_rpcs < 1:
                 raise ValueError("maximum_concurrent_rpcs should be a positive integer")
             kwargs["maximum_concurrent_rpcs"] = maximum_concurrent_rpcs
         self._generic = list(handlers or ())
-        self._registered = {}
+        self._registered: dict[str, _api.RpcMethodHandler] = {}
+        self._index: dict[str, _api.RpcMethodHandler] = {}
         self._index_handlers()
         self._interceptors = tuple(interceptors or ())
         self._core = _core.Server(self._dispatch, **kwargs)
         self._started = False
 
     # configuration
-    def add_generic_rpc_handlers(self, generic_rpc_handlers):
+    def add_generic_rpc_handlers(
+        self, generic_rpc_handlers: Iterable[_api.GenericRpcHandler]
+    ) -> None:
         for h in generic_rpc_handlers:
             if not hasattr(h, "service"):
                 raise AttributeError(
-                    'Attempted to add a generic handler without a "service" method: {}'.format(h)
+                    f'Attempted to add a generic handler without a "service" method: {h}'
                 )
         self._generic.extend(generic_rpc_handlers)
         self._index_handlers()
 
-    def add_registered_method_handlers(self, service_name, method_handlers):
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, _api.RpcMethodHandler]
+    ) -> None:
         for name, handler in method_handlers.items():
-            self._registered["/{}/{}".format(service_name, name)] = handler
+            self._registered[f"/{service_name}/{name}"] = handler
         self._index_handlers()
 
-    def _index_handlers(self):
+    def _index_handlers(self) -> None:
         """Method -> handler for every method whose handler is known without
         asking a generic handler at call time: the registered ones, then
         those of method_handlers_generic_handler() dictionaries up to the
         first generic handler of another kind (which may claim anything)."""
-        index = {}
+        index: dict[str, _api.RpcMethodHandler] = {}
         for generic in self._generic:
             if type(generic) is not _utilities.DictionaryGenericHandler:
                 break
@@ -174,27 +205,27 @@ class _Server(_api.Server):
         index.update(self._registered)
         self._index = index
 
-    def add_insecure_port(self, address):
+    def add_insecure_port(self, address: str) -> int:
         return self._core.add_insecure_port(address)
 
-    def add_secure_port(self, address, server_credentials):
+    def add_secure_port(self, address: str, server_credentials: _api.ServerCredentials) -> int:
         raise NotImplementedError("grpc_green does not support TLS ports yet")
 
     # lifecycle
-    def start(self):
+    def start(self) -> None:
         if self._started:
             raise ValueError("Cannot start already-started server!")
         self._started = True
         self._core.start()
 
-    def stop(self, grace):
+    def stop(self, grace: float | None) -> _core.Event:
         return self._core.stop(grace)
 
-    def wait_for_termination(self, timeout=None):
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
         """Parks until the server stops; True if ``timeout`` passed first."""
         return not self._core.termination().wait(timeout)
 
-    def __del__(self):
+    def __del__(self) -> None:
         # A server dropped without stop() stops as grpcio's does: its calls
         # end and its port closes.
         core = getattr(self, "_core", None)
@@ -205,13 +236,13 @@ class _Server(_api.Server):
                 pass  # made on another thread's hub, or before a fork
 
     # per RPC
-    def _lookup(self, method, call):
+    def _lookup(self, method: str, call: _core.ServerCall) -> _api.RpcMethodHandler | None:
         handler = self._index.get(method)
         if handler is not None and not self._interceptors:
             return handler
         details = _HandlerCallDetails(method, call.invocation_metadata())
 
-        def find(handler_call_details):
+        def find(handler_call_details: _api.HandlerCallDetails) -> _api.RpcMethodHandler | None:
             h = self._registered.get(handler_call_details.method)
             if h is not None:
                 return h
@@ -221,29 +252,32 @@ class _Server(_api.Server):
                     return h
             return None
 
-        continuation = find
+        continuation: Callable[[_api.HandlerCallDetails], _api.RpcMethodHandler | None] = find
         for interceptor in reversed(self._interceptors):
             continuation = _bind_interceptor(interceptor, continuation)
         return continuation(details)
 
-    def _dispatch(self, call):
+    def _dispatch(self, call: _core.ServerCall) -> None:
         try:
             handler = self._lookup(call.method, call)
         except Exception as exc:
             _LOGGER.exception("Exception servicing handler")
-            call.respond(None, _UNKNOWN, "Exception servicing handler: {}".format(exc), None)
+            call.respond(None, UNKNOWN, f"Exception servicing handler: {exc}", None)
             return
         if handler is None:
-            call.respond(None, _UNIMPLEMENTED, "Method not found!", None)
+            call.respond(None, UNIMPLEMENTED, "Method not found!", None)
             return
         _serve(call, handler)
 
 
-def _bind_interceptor(interceptor, continuation):
+def _bind_interceptor(
+    interceptor: _api.ServerInterceptor,
+    continuation: Callable[[_api.HandlerCallDetails], _api.RpcMethodHandler | None],
+) -> Callable[[_api.HandlerCallDetails], _api.RpcMethodHandler | None]:
     return lambda details: interceptor.intercept_service(continuation, details)
 
 
-class _RequestIterator:
+class _RequestIterator(MessageReader):
     """The request stream a streaming handler iterates; parks cooperatively.
 
     When the RPC is cancelled (by the client, a deadline or the server) it
@@ -251,90 +285,65 @@ class _RequestIterator:
     """
 
     __slots__ = ("_call", "_deserializer")
+    _call: _core.ServerCall
+    _logger = _LOGGER
+    _deserialize_error = _DESERIALIZE_ERROR
 
-    def __init__(self, call, deserializer):
+    def __init__(self, call: _core.ServerCall, deserializer: DeserializingFunction | None) -> None:
         self._call = call
         self._deserializer = deserializer
 
-    def __iter__(self):
-        return self
+    def _reading_ended(self) -> BaseException:
+        return StopIteration() if self._call.is_active() else _api.RpcError()
 
-    def __next__(self):
-        raw = self._call.read()
-        if raw is None:
-            if self._call.is_active():
-                raise StopIteration()
-            raise _api.RpcError()
-        if self._deserializer is None:
-            return raw
-        try:
-            return self._deserializer(raw)
-        except Exception:
-            _LOGGER.exception("Exception deserializing request!")
-            self._call.respond(None, _INTERNAL, "Exception deserializing request!", None)
-            raise _api.RpcError()
-
-    next = __next__
+    def _deserialize_error_reported(self) -> BaseException:
+        self._call.respond(None, INTERNAL, _DESERIALIZE_ERROR, None)
+        return _api.RpcError()
 
 
-def _read_unary_request(call, handler):
-    """The one request message of a unary-request method, or None if the
-    call already ended (its status is then sent)."""
-    raw = call.read_unary()  # None unless exactly one message, then the end
-    if raw is None:
-        if call.is_active():
-            call.respond(None, _UNIMPLEMENTED,
-                         '"{}" requires exactly one request message.'.format(call.method), None)
-        return None
-    if handler.request_deserializer is None:
-        return raw
-    try:
-        return handler.request_deserializer(raw)
-    except Exception:
-        _LOGGER.exception("Exception deserializing request!")
-        call.respond(None, _INTERNAL, "Exception deserializing request!", None)
-        return None
-
-
-def _fail(call, context, exc, prefix):
+def _fail(call: _core.ServerCall, context: _Context, exc: Exception, prefix: str) -> None:
     """Sends the status for an exception out of the application."""
     if not call.is_active():
         return  # cancelled: the client is gone, nothing to report
     if context._aborted:
-        code, details, trailing = context._final(_UNKNOWN, "")
+        code, details, trailing = context._final(UNKNOWN, "")
     else:
         try:
             text = prefix + str(exc)
-        except Exception:
+        except Exception:  # noqa: BLE001  (str() of the application's exception failed)
             text = "Calling application raised unprintable Exception!"
         _LOGGER.exception(text)
-        code, details, trailing = context._final(_UNKNOWN, text)
+        code, details, trailing = context._final(UNKNOWN, text)
     call.respond(None, code, details, trailing)
 
 
-def _serialize_response(call, serializer, response):
-    if serializer is None:
-        payload = response
-    else:
-        try:
-            payload = serializer(response)
-        except Exception:
-            _LOGGER.exception("Failed to serialize response!")
-            payload = None
-    if not isinstance(payload, bytes):
-        call.respond(None, _INTERNAL, "Failed to serialize response!", None)
-        return None
-    return payload
-
-
-def _serve(call, handler):
+def _serve(call: _core.ServerCall, handler: _api.RpcMethodHandler) -> None:
+    request: Any
     request_streaming = handler.request_streaming
     if request_streaming:
         request = _RequestIterator(call, handler.request_deserializer)
     else:
-        request = _read_unary_request(call, handler)
+        request = call.read_unary()  # None unless exactly one message, then the end
         if request is None:
+            if call.is_active():
+                call.respond(
+                    None,
+                    UNIMPLEMENTED,
+                    f'"{call.method}" requires exactly one request message.',
+                    None,
+                )
             return
+        deserializer = handler.request_deserializer
+        if deserializer is not None:
+            request = transform(deserializer, request, _LOGGER, _DESERIALIZE_ERROR)
+            if request is FAILED:
+                call.respond(None, INTERNAL, _DESERIALIZE_ERROR, None)
+                return
+            if request is None:
+                # As before _common: a deserializer that returns None ends the
+                # handler's greenlet without a status (the client waits for
+                # its deadline). grpcio answers INTERNAL; not changed here.
+                return
     response_streaming = handler.response_streaming
     if response_streaming:
         behavior = handler.stream_stream if request_streaming else handler.unary_stream
@@ -342,37 +351,47 @@ def _serve(call, handler):
         behavior = handler.stream_unary if request_streaming else handler.unary_unary
     context = _Context(call)
     try:
-        result = behavior(request, context)
-    except Exception as exc:
+        result = behavior(request, context)  # type: ignore[misc]  # the handler's one behavior
+    except Exception as exc:  # noqa: BLE001  (the call's status says it; _fail logs it)
         _fail(call, context, exc, "Exception calling application: ")
         return
     if response_streaming:
         _stream_responses(call, context, handler.response_serializer, result)
         return
     if context._code is None and context._details is None and context._trailing is None:
-        code, details, trailing = _OK, None, None  # the common case, no status set
+        code, details, trailing = OK, None, None  # the common case, no status set
     else:
-        code, details, trailing = context._final(_OK, "")
-        if code != _OK:
+        code, details, trailing = context._final(OK, "")
+        if code != OK:
             call.respond(None, code, details, trailing)
             return
-    payload = _serialize_response(call, handler.response_serializer, result)
-    if payload is not None:
-        call.respond(payload, code, details, trailing)
+    serializer = handler.response_serializer
+    payload = (
+        result if serializer is None else transform(serializer, result, _LOGGER, _SERIALIZE_ERROR)
+    )
+    if not isinstance(payload, bytes):  # FAILED too
+        call.respond(None, INTERNAL, _SERIALIZE_ERROR, None)
+        return
+    call.respond(payload, code, details, trailing)
 
 
-def _stream_responses(call, context, serializer, responses):
+def _stream_responses(
+    call: _core.ServerCall,
+    context: _Context,
+    serializer: SerializingFunction | None,
+    responses: Iterable[Any],
+) -> None:
     """Writes what a response iterator yields; ``call.write`` parks while the
     HTTP/2 send window is full and turns False when the call has ended, which
     closes the iterator (a generator's ``finally`` runs)."""
     try:
-        for response in responses:
-            payload = _serialize_response(call, serializer, response)
-            if payload is None or not call.write(payload):
-                return
-        code, details, trailing = context._final(_OK, "")
-        call.respond(None, code, details, trailing)
-    except Exception as exc:
+        outcome = send_messages(call, responses, serializer, _LOGGER, _SERIALIZE_ERROR, True)
+        if outcome == SENT:
+            code, details, trailing = context._final(OK, "")
+            call.respond(None, code, details, trailing)
+        elif outcome == NOT_SERIALIZED:
+            call.respond(None, INTERNAL, _SERIALIZE_ERROR, None)
+    except Exception as exc:  # noqa: BLE001  (the call's status says it; _fail logs it)
         _fail(call, context, exc, "Exception iterating responses: ")
     finally:
         close = getattr(responses, "close", None)
@@ -383,8 +402,15 @@ def _stream_responses(call, context, serializer, responses):
                 _LOGGER.exception("Exception closing the response iterator")
 
 
-def server(thread_pool=None, handlers=None, interceptors=None, options=(),
-           maximum_concurrent_rpcs=None, compression=None, xds=False):
+def server(
+    thread_pool: futures.Executor | None = None,
+    handlers: Sequence[_api.GenericRpcHandler] | None = None,
+    interceptors: Sequence[_api.ServerInterceptor] | None = None,
+    options: Sequence[ChannelArgumentType] | None = (),
+    maximum_concurrent_rpcs: int | None = None,
+    compression: _api.Compression | None = None,
+    xds: bool = False,
+) -> _Server:
     """A server whose handlers run in greenlets of this thread's hub.
 
     ``thread_pool`` is accepted for grpcio compatibility and ignored.

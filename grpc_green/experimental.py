@@ -10,10 +10,27 @@ when the response iterator is exhausted, fails or is cancelled).
 ``monkey.patch_grpc()`` installs this module as ``grpc.experimental``.
 """
 
+from __future__ import annotations
+
 import functools
 import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from grpc_green import _api
+from grpc_green._typing import (
+    ChannelArgumentType,
+    DeserializingFunction,
+    MetadataType,
+    RequestIterableType,
+    SerializingFunction,
+)
+
+if TYPE_CHECKING:
+    from grpc_green._channel import Channel
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 __all__ = (
     "ChannelOptions",
@@ -43,26 +60,25 @@ class ExperimentalApiWarning(Warning):
     """Issued (once per API) when an experimental API is first used."""
 
 
-_warned = set()
+_warned: set[str] = set()
 
 
-def _warn_experimental(name, stacklevel):
+def _warn_experimental(name: str, stacklevel: int) -> None:
     if name in _warned:
         return
     _warned.add(name)
     warnings.warn(
-        "'{}' is an experimental API. It may change or be removed in any "
-        "minor release.".format(name),
+        f"'{name}' is an experimental API. It may change or be removed in any minor release.",
         ExperimentalApiWarning,
         stacklevel=stacklevel + 1,
     )
 
 
-def experimental_api(function):
+def experimental_api(function: Callable[_P, _R]) -> Callable[_P, _R]:
     """Decorator: warn with ExperimentalApiWarning on the first call."""
 
     @functools.wraps(function)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         _warn_experimental(function.__name__, 2)
         return function(*args, **kwargs)
 
@@ -73,12 +89,15 @@ def experimental_api(function):
 _INSECURE_CHANNEL_CREDENTIALS = _api.ChannelCredentials("insecure")
 
 
-def insecure_channel_credentials():
+def insecure_channel_credentials() -> _api.ChannelCredentials:
     """ChannelCredentials meaning "no transport security"."""
     return _INSECURE_CHANNEL_CREDENTIALS
 
 
-def wrap_server_method_handler(wrapper, handler):
+def wrap_server_method_handler(
+    wrapper: Callable[[Callable[..., Any]], Callable[..., Any]],
+    handler: _api.RpcMethodHandler | None,
+) -> _api.RpcMethodHandler | None:
     """Return a copy of ``handler`` whose behaviour is ``wrapper(behaviour)``.
 
     ``None`` is passed through unchanged.
@@ -89,32 +108,43 @@ def wrap_server_method_handler(wrapper, handler):
         slot = "stream_stream" if handler.response_streaming else "stream_unary"
     else:
         slot = "unary_stream" if handler.response_streaming else "unary_unary"
-    return handler._replace(**{slot: wrapper(getattr(handler, slot))})
+    # The handlers grpc_green makes are named tuples (as grpcio's are).
+    replaced: _api.RpcMethodHandler = cast(Any, handler)._replace(
+        **{slot: wrapper(getattr(handler, slot))}
+    )
+    return replaced
 
 
 ############################ single-shot calls #################################
 
 
-def _open_channel(target, options, channel_credentials, insecure, compression):
+def _open_channel(
+    target: str,
+    options: Sequence[ChannelArgumentType],
+    channel_credentials: _api.ChannelCredentials | None,
+    insecure: bool,
+    compression: _api.Compression | None,
+) -> Channel:
     import grpc_green
 
     if insecure and channel_credentials is not None:
         raise ValueError(
-            "insecure=True and channel_credentials are mutually exclusive; "
-            "pass one or the other."
+            "insecure=True and channel_credentials are mutually exclusive; pass one or the other."
         )
-    kwargs = {} if compression is None else {"compression": compression}
-    if (
-        channel_credentials is None
-        or channel_credentials is _INSECURE_CHANNEL_CREDENTIALS
-    ):
+    kwargs: dict[str, Any] = {} if compression is None else {"compression": compression}
+    if channel_credentials is None or channel_credentials is _INSECURE_CHANNEL_CREDENTIALS:
         # grpcio would default to TLS when neither insecure nor credentials
         # are given; grpc_green speaks plaintext HTTP/2 in that case.
         return grpc_green.insecure_channel(target, options, **kwargs)
     return grpc_green.secure_channel(target, channel_credentials, options, **kwargs)
 
 
-def _call_options(call_credentials, wait_for_ready, timeout, metadata):
+def _call_options(
+    call_credentials: _api.CallCredentials | None,
+    wait_for_ready: bool | None,
+    timeout: float | None,
+    metadata: MetadataType | None,
+) -> dict[str, Any]:
     return {
         "timeout": timeout,
         "metadata": metadata,
@@ -128,99 +158,97 @@ class _ChannelClosingResponses(_api.Call, _api.Future):
     stream ends (exhausted, failed or cancelled). Everything else is
     delegated to the underlying call object."""
 
-    def __init__(self, call, channel):
+    def __init__(self, call: Any, channel: Channel) -> None:
         self._call = call
-        self._channel = channel
+        self._channel: Channel | None = channel
 
-    def _close_channel(self):
+    def _close_channel(self) -> None:
         channel, self._channel = self._channel, None
         if channel is not None:
             channel.close()
 
-    def __iter__(self):
+    def __iter__(self) -> _ChannelClosingResponses:
         return self
 
-    def __next__(self):
+    def __next__(self) -> Any:
         try:
             return next(self._call)
         except BaseException:
             self._close_channel()
             raise
 
-    def cancel(self):
+    def cancel(self) -> bool:
         try:
             return self._call.cancel()
         finally:
             self._close_channel()
 
-    def is_active(self):
+    def is_active(self) -> bool:
         return self._call.is_active()
 
-    def time_remaining(self):
+    def time_remaining(self) -> float | None:
         return self._call.time_remaining()
 
-    def add_callback(self, callback):
+    def add_callback(self, callback: Callable[[], None]) -> bool:
         return self._call.add_callback(callback)
 
-    def initial_metadata(self):
+    def initial_metadata(self) -> MetadataType | None:
         return self._call.initial_metadata()
 
-    def trailing_metadata(self):
+    def trailing_metadata(self) -> MetadataType | None:
         return self._call.trailing_metadata()
 
-    def code(self):
+    def code(self) -> _api.StatusCode | None:
         return self._call.code()
 
-    def details(self):
+    def details(self) -> str | None:
         return self._call.details()
 
-    def cancelled(self):
+    def cancelled(self) -> bool:
         return self._call.cancelled()
 
-    def running(self):
+    def running(self) -> bool:
         return self._call.running()
 
-    def done(self):
+    def done(self) -> bool:
         return self._call.done()
 
-    def result(self, timeout=None):
+    def result(self, timeout: float | None = None) -> Any:
         return self._call.result(timeout)
 
-    def exception(self, timeout=None):
+    def exception(self, timeout: float | None = None) -> Exception | None:
         return self._call.exception(timeout)
 
-    def traceback(self, timeout=None):
+    def traceback(self, timeout: float | None = None) -> Any:
         return self._call.traceback(timeout)
 
-    def add_done_callback(self, fn):
+    def add_done_callback(self, fn: Callable[[_api.Future], None]) -> None:
         return self._call.add_done_callback(lambda _: fn(self))
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if name in ("_call", "_channel"):
             raise AttributeError(name)
         return getattr(self._call, name)
 
 
 def _unary_response(
-    kind,
-    request,
-    target,
-    method,
-    request_serializer,
-    response_deserializer,
-    options,
-    channel_credentials,
-    insecure,
-    call_credentials,
-    compression,
-    wait_for_ready,
-    timeout,
-    metadata,
-    registered_method,
-):
-    channel = _open_channel(
-        target, options, channel_credentials, insecure, compression
-    )
+    kind: str,
+    request: Any,
+    target: str,
+    method: str,
+    request_serializer: SerializingFunction | None,
+    response_deserializer: DeserializingFunction | None,
+    options: Sequence[ChannelArgumentType],
+    channel_credentials: _api.ChannelCredentials | None,
+    insecure: bool,
+    call_credentials: _api.CallCredentials | None,
+    compression: _api.Compression | None,
+    wait_for_ready: bool | None,
+    timeout: float | None,
+    metadata: MetadataType | None,
+    registered_method: bool | None,
+) -> Any:
+    channel = _open_channel(target, options, channel_credentials, insecure, compression)
     try:
         multicallable = getattr(channel, kind)(
             method,
@@ -229,33 +257,30 @@ def _unary_response(
             _registered_method=registered_method,
         )
         return multicallable(
-            request,
-            **_call_options(call_credentials, wait_for_ready, timeout, metadata)
+            request, **_call_options(call_credentials, wait_for_ready, timeout, metadata)
         )
     finally:
         channel.close()
 
 
 def _stream_response(
-    kind,
-    request,
-    target,
-    method,
-    request_serializer,
-    response_deserializer,
-    options,
-    channel_credentials,
-    insecure,
-    call_credentials,
-    compression,
-    wait_for_ready,
-    timeout,
-    metadata,
-    registered_method,
-):
-    channel = _open_channel(
-        target, options, channel_credentials, insecure, compression
-    )
+    kind: str,
+    request: Any,
+    target: str,
+    method: str,
+    request_serializer: SerializingFunction | None,
+    response_deserializer: DeserializingFunction | None,
+    options: Sequence[ChannelArgumentType],
+    channel_credentials: _api.ChannelCredentials | None,
+    insecure: bool,
+    call_credentials: _api.CallCredentials | None,
+    compression: _api.Compression | None,
+    wait_for_ready: bool | None,
+    timeout: float | None,
+    metadata: MetadataType | None,
+    registered_method: bool | None,
+) -> _ChannelClosingResponses:
+    channel = _open_channel(target, options, channel_credentials, insecure, compression)
     try:
         multicallable = getattr(channel, kind)(
             method,
@@ -264,8 +289,7 @@ def _stream_response(
             _registered_method=registered_method,
         )
         call = multicallable(
-            request,
-            **_call_options(call_credentials, wait_for_ready, timeout, metadata)
+            request, **_call_options(call_credentials, wait_for_ready, timeout, metadata)
         )
     except BaseException:
         channel.close()
@@ -275,109 +299,153 @@ def _stream_response(
 
 @experimental_api
 def unary_unary(
-    request,
-    target,
-    method,
-    request_serializer=None,
-    response_deserializer=None,
-    options=(),
-    channel_credentials=None,
-    insecure=False,
-    call_credentials=None,
-    compression=None,
-    wait_for_ready=None,
-    timeout=None,
-    metadata=None,
-    _registered_method=False,
-):
+    request: Any,
+    target: str,
+    method: str,
+    request_serializer: SerializingFunction | None = None,
+    response_deserializer: DeserializingFunction | None = None,
+    options: Sequence[ChannelArgumentType] = (),
+    channel_credentials: _api.ChannelCredentials | None = None,
+    insecure: bool = False,
+    call_credentials: _api.CallCredentials | None = None,
+    compression: _api.Compression | None = None,
+    wait_for_ready: bool | None = None,
+    timeout: float | None = None,
+    metadata: MetadataType | None = None,
+    _registered_method: bool | None = False,
+) -> Any:
     """Make one unary-unary call to ``target`` without a user-managed channel.
 
     ``wait_for_ready`` defaults to True; ``timeout=None`` means no deadline.
     Returns the response or raises RpcError.
     """
     return _unary_response(
-        "unary_unary", request, target, method, request_serializer,
-        response_deserializer, options, channel_credentials, insecure,
-        call_credentials, compression, wait_for_ready, timeout, metadata,
+        "unary_unary",
+        request,
+        target,
+        method,
+        request_serializer,
+        response_deserializer,
+        options,
+        channel_credentials,
+        insecure,
+        call_credentials,
+        compression,
+        wait_for_ready,
+        timeout,
+        metadata,
         _registered_method,
     )
 
 
 @experimental_api
 def unary_stream(
-    request,
-    target,
-    method,
-    request_serializer=None,
-    response_deserializer=None,
-    options=(),
-    channel_credentials=None,
-    insecure=False,
-    call_credentials=None,
-    compression=None,
-    wait_for_ready=None,
-    timeout=None,
-    metadata=None,
-    _registered_method=False,
-):
+    request: Any,
+    target: str,
+    method: str,
+    request_serializer: SerializingFunction | None = None,
+    response_deserializer: DeserializingFunction | None = None,
+    options: Sequence[ChannelArgumentType] = (),
+    channel_credentials: _api.ChannelCredentials | None = None,
+    insecure: bool = False,
+    call_credentials: _api.CallCredentials | None = None,
+    compression: _api.Compression | None = None,
+    wait_for_ready: bool | None = None,
+    timeout: float | None = None,
+    metadata: MetadataType | None = None,
+    _registered_method: bool | None = False,
+) -> Iterator[Any]:
     """Make one unary-stream call to ``target``; return a Call that iterates
     over the responses. The channel is closed when the stream ends."""
     return _stream_response(
-        "unary_stream", request, target, method, request_serializer,
-        response_deserializer, options, channel_credentials, insecure,
-        call_credentials, compression, wait_for_ready, timeout, metadata,
+        "unary_stream",
+        request,
+        target,
+        method,
+        request_serializer,
+        response_deserializer,
+        options,
+        channel_credentials,
+        insecure,
+        call_credentials,
+        compression,
+        wait_for_ready,
+        timeout,
+        metadata,
         _registered_method,
     )
 
 
 @experimental_api
 def stream_unary(
-    request_iterator,
-    target,
-    method,
-    request_serializer=None,
-    response_deserializer=None,
-    options=(),
-    channel_credentials=None,
-    insecure=False,
-    call_credentials=None,
-    compression=None,
-    wait_for_ready=None,
-    timeout=None,
-    metadata=None,
-    _registered_method=False,
-):
+    request_iterator: RequestIterableType,
+    target: str,
+    method: str,
+    request_serializer: SerializingFunction | None = None,
+    response_deserializer: DeserializingFunction | None = None,
+    options: Sequence[ChannelArgumentType] = (),
+    channel_credentials: _api.ChannelCredentials | None = None,
+    insecure: bool = False,
+    call_credentials: _api.CallCredentials | None = None,
+    compression: _api.Compression | None = None,
+    wait_for_ready: bool | None = None,
+    timeout: float | None = None,
+    metadata: MetadataType | None = None,
+    _registered_method: bool | None = False,
+) -> Any:
     """Make one stream-unary call to ``target``; return the response."""
     return _unary_response(
-        "stream_unary", request_iterator, target, method, request_serializer,
-        response_deserializer, options, channel_credentials, insecure,
-        call_credentials, compression, wait_for_ready, timeout, metadata,
+        "stream_unary",
+        request_iterator,
+        target,
+        method,
+        request_serializer,
+        response_deserializer,
+        options,
+        channel_credentials,
+        insecure,
+        call_credentials,
+        compression,
+        wait_for_ready,
+        timeout,
+        metadata,
         _registered_method,
     )
 
 
 @experimental_api
 def stream_stream(
-    request_iterator,
-    target,
-    method,
-    request_serializer=None,
-    response_deserializer=None,
-    options=(),
-    channel_credentials=None,
-    insecure=False,
-    call_credentials=None,
-    compression=None,
-    wait_for_ready=None,
-    timeout=None,
-    metadata=None,
-    _registered_method=False,
-):
+    request_iterator: RequestIterableType,
+    target: str,
+    method: str,
+    request_serializer: SerializingFunction | None = None,
+    response_deserializer: DeserializingFunction | None = None,
+    options: Sequence[ChannelArgumentType] = (),
+    channel_credentials: _api.ChannelCredentials | None = None,
+    insecure: bool = False,
+    call_credentials: _api.CallCredentials | None = None,
+    compression: _api.Compression | None = None,
+    wait_for_ready: bool | None = None,
+    timeout: float | None = None,
+    metadata: MetadataType | None = None,
+    _registered_method: bool | None = False,
+) -> Iterator[Any]:
     """Make one stream-stream call to ``target``; return a Call that iterates
     over the responses. The channel is closed when the stream ends."""
     return _stream_response(
-        "stream_stream", request_iterator, target, method, request_serializer,
-        response_deserializer, options, channel_credentials, insecure,
-        call_credentials, compression, wait_for_ready, timeout, metadata,
+        "stream_stream",
+        request_iterator,
+        target,
+        method,
+        request_serializer,
+        response_deserializer,
+        options,
+        channel_credentials,
+        insecure,
+        call_credentials,
+        compression,
+        wait_for_ready,
+        timeout,
+        metadata,
         _registered_method,
     )

@@ -39,12 +39,18 @@ also be called by hand, before or after ``patch_all()``: which loop grpc_green
 runs on is decided per thread at first use, not at patch time.
 """
 
+from __future__ import annotations
+
 import importlib
 import importlib.abc
 import importlib.util
 import sys
 import threading
 import warnings
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import Any
 
 __all__ = ("is_grpc_patched", "patch_grpc")
 
@@ -54,14 +60,12 @@ _EAGER_SUBMODULES = ("_utilities", "experimental")
 _lock = threading.RLock()
 
 
-def _is_grpc_green_module(module):
+def _is_grpc_green_module(module: object) -> bool:
     name = getattr(module, "__name__", None)
-    return isinstance(name, str) and (
-        name == "grpc_green" or name.startswith("grpc_green.")
-    )
+    return isinstance(name, str) and (name == "grpc_green" or name.startswith("grpc_green."))
 
 
-def _patch_active():
+def _patch_active() -> bool:
     green = sys.modules.get("grpc_green")
     return green is not None and sys.modules.get("grpc") is green
 
@@ -70,13 +74,13 @@ class _AliasLoader(importlib.abc.Loader):
     """Loads ``grpc.<name>`` by importing ``grpc_green.<name>`` and putting
     that module in ``sys.modules`` in place of the placeholder."""
 
-    def __init__(self, real_name):
+    def __init__(self, real_name: str) -> None:
         self._real_name = real_name
 
-    def create_module(self, spec):
+    def create_module(self, spec: ModuleSpec) -> None:
         return None
 
-    def exec_module(self, module):
+    def exec_module(self, module: ModuleType) -> None:
         real = importlib.import_module(self._real_name)
         # The import system returns whatever sys.modules holds for the name
         # after exec_module, so the caller receives the grpc_green module.
@@ -86,10 +90,15 @@ class _AliasLoader(importlib.abc.Loader):
 class _GrpcAliasFinder(importlib.abc.MetaPathFinder):
     """Resolves ``grpc.<name>`` to ``grpc_green.<name>`` while patched."""
 
-    def find_spec(self, fullname, path=None, target=None):
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None = None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
         if not fullname.startswith("grpc.") or not _patch_active():
             return None
-        real_name = "grpc_green." + fullname[len("grpc."):]
+        real_name = "grpc_green." + fullname[len("grpc.") :]
         if real_name not in sys.modules:
             try:
                 if importlib.util.find_spec(real_name) is None:
@@ -99,12 +108,12 @@ class _GrpcAliasFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_loader(fullname, _AliasLoader(real_name))
 
 
-def is_grpc_patched():
+def is_grpc_patched() -> bool:
     """Whether ``import grpc`` currently resolves to grpc_green."""
     return _patch_active()
 
 
-def patch_grpc():
+def patch_grpc() -> ModuleType:
     """Make ``import grpc`` (and ``grpc._utilities``, ``grpc.experimental``,
     ...) resolve to grpc_green. Returns the ``grpc_green`` module.
 
@@ -132,14 +141,11 @@ def patch_grpc():
 
         # Forget grpcio's submodules so later imports cannot mix the two.
         for name in list(sys.modules):
-            if name.startswith("grpc.") and not _is_grpc_green_module(
-                sys.modules.get(name)
-            ):
+            if name.startswith("grpc.") and not _is_grpc_green_module(sys.modules.get(name)):
                 del sys.modules[name]
 
         submodules = {
-            "grpc." + sub: importlib.import_module("grpc_green." + sub)
-            for sub in _EAGER_SUBMODULES
+            "grpc." + sub: importlib.import_module("grpc_green." + sub) for sub in _EAGER_SUBMODULES
         }
         sys.modules["grpc"] = grpc_green
         sys.modules.update(submodules)
@@ -149,7 +155,7 @@ def patch_grpc():
         return grpc_green
 
 
-def _gevent_did_patch_all(event):
+def _gevent_did_patch_all(event: Any) -> None:
     """gevent's ``did_patch_all`` plugin hook: ``patch_all(grpc=True)``
     patches grpc too."""
     if event.patch_all_kwargs.get("grpc"):

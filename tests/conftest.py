@@ -76,8 +76,11 @@ def _generate_protos():
     # concurrent or interrupted run never leaves a half-written module.
     with tempfile.TemporaryDirectory(dir=GEN_DIR) as scratch:
         cmd = [
-            sys.executable, "-m", "grpc_tools.protoc",
-            "-I", str(PROTOS_DIR),
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I",
+            str(PROTOS_DIR),
             "--python_out=" + scratch,
             "--grpc_python_out=" + scratch,
         ] + [str(p) for p in protos]
@@ -254,8 +257,13 @@ class Process:
                 self.kill()
                 raise AssertionError(
                     "%s never printed %r (exit code %s)\nstdout:\n%s\nstderr:\n%s"
-                    % (" ".join(self.args), pattern, self.popen.returncode,
-                       self.stdout(), self.stderr())
+                    % (
+                        " ".join(self.args),
+                        pattern,
+                        self.popen.returncode,
+                        self.stdout(),
+                        self.stderr(),
+                    )
                 )
             self._hub.sleep(0.01)
 
@@ -312,7 +320,10 @@ class Hub:
         try:
             returncode = proc.wait(timeout)
             return CompletedProcess(
-                proc.args, returncode, proc.stdout(), proc.stderr(),
+                proc.args,
+                returncode,
+                proc.stdout(),
+                proc.stderr(),
                 time.monotonic() - proc.started,
             )
         finally:
@@ -388,7 +399,9 @@ class EchoServicer(testing_pb2_grpc.TestServiceServicer):
             self.requests.append((message, metadata, peer))
             remaining = context.time_remaining()
             if request.die:
-                context.abort(grpc.StatusCode.INTERNAL, "'die' is only supported by the grpcio peer")
+                context.abort(
+                    grpc.StatusCode.INTERNAL, "'die' is only supported by the grpcio peer"
+                )
             if request.sleep_seconds > 0:
                 if not self._nap(request.sleep_seconds, context):
                     self.outcomes.append((message, "cancelled"))
@@ -449,8 +462,7 @@ def green_server(hub):
     """
     started = []
 
-    def start(servicer=None, handlers=(), register=None, address="127.0.0.1:0",
-              **server_kwargs):
+    def start(servicer=None, handlers=(), register=None, address="127.0.0.1:0", **server_kwargs):
         server = _new_server(**server_kwargs)
         if servicer is not None:
             testing_pb2_grpc.add_TestServiceServicer_to_server(servicer, server)

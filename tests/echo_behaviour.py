@@ -4,12 +4,14 @@ in-process servicer (tests/conftest.py, on grpc_green) and the grpcio peer
 
 ``grpc`` is passed in: the module each side serves with.
 """
+
 import testing_pb2
 
 
 def metadata_to_headers(metadata):
     return [
-        testing_pb2.Header(key=k, binary_value=v) if k.endswith("-bin")
+        testing_pb2.Header(key=k, binary_value=v)
+        if k.endswith("-bin")
         else testing_pb2.Header(key=k, value=v)
         for k, v in metadata
     ]

@@ -20,6 +20,7 @@ channel arrives from the very same peer as before the fork (had the child
 sent a GOAWAY or closed the socket for real, the channel would have
 reconnected from a new port). Prints one JSON line; exit status 0 on success.
 """
+
 import json
 import os
 import sys
@@ -30,7 +31,6 @@ if MODE.startswith("gevent"):
 
     monkey.patch_all(grpc=True)
     import gevent
-
     import grpc
 
     sleep = gevent.sleep
@@ -126,7 +126,7 @@ def main():
         code = 0
         try:
             child(server, channel, stream, kind, peer_before, w)
-        except BaseException as exc:  # reported through the exit status
+        except BaseException as exc:  # noqa: BLE001  (reported through the exit status)
             os.write(w, json.dumps({"child_error": repr(exc)}).encode())
             code = 3
         finally:
@@ -151,9 +151,17 @@ def main():
         exit_code == 0
         and result["stream_completed"]
         and result["same_peer_after"]
-        and all(child_out.get(k) for k in (
-            "same_kind", "old_channel_works", "old_channel_new_peer",
-            "stream_refused", "server_refused", "new_objects_work"))
+        and all(
+            child_out.get(k)
+            for k in (
+                "same_kind",
+                "old_channel_works",
+                "old_channel_new_peer",
+                "stream_refused",
+                "server_refused",
+                "new_objects_work",
+            )
+        )
     )
     sys.exit(0 if ok else 1)
 

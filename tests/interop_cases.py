@@ -45,20 +45,34 @@ ECHO_INITIAL_VALUE = "test_initial_metadata_value"
 ECHO_TRAILING_KEY = "x-grpc-test-echo-trailing-bin"
 ECHO_TRAILING_VALUE = b"\xab\xab\xab"
 
-SPECIAL_STATUS_MESSAGE = "\t\ntest with whitespace\r\nand Unicode BMP \u263a and non-BMP \U0001f608\t\n"
+SPECIAL_STATUS_MESSAGE = (
+    "\t\ntest with whitespace\r\nand Unicode BMP \u263a and non-BMP \U0001f608\t\n"
+)
 
 # (kind, request class, response class) of every method the cases call.
 _METHODS = {
     ("TestService", "EmptyCall"): ("unary_unary", Empty, Empty),
     ("TestService", "UnaryCall"): ("unary_unary", SimpleRequest, SimpleResponse),
-    ("TestService", "StreamingOutputCall"):
-        ("unary_stream", StreamingOutputCallRequest, StreamingOutputCallResponse),
-    ("TestService", "StreamingInputCall"):
-        ("stream_unary", StreamingInputCallRequest, StreamingInputCallResponse),
-    ("TestService", "FullDuplexCall"):
-        ("stream_stream", StreamingOutputCallRequest, StreamingOutputCallResponse),
-    ("TestService", "HalfDuplexCall"):
-        ("stream_stream", StreamingOutputCallRequest, StreamingOutputCallResponse),
+    ("TestService", "StreamingOutputCall"): (
+        "unary_stream",
+        StreamingOutputCallRequest,
+        StreamingOutputCallResponse,
+    ),
+    ("TestService", "StreamingInputCall"): (
+        "stream_unary",
+        StreamingInputCallRequest,
+        StreamingInputCallResponse,
+    ),
+    ("TestService", "FullDuplexCall"): (
+        "stream_stream",
+        StreamingOutputCallRequest,
+        StreamingOutputCallResponse,
+    ),
+    ("TestService", "HalfDuplexCall"): (
+        "stream_stream",
+        StreamingOutputCallRequest,
+        StreamingOutputCallResponse,
+    ),
     ("TestService", "UnimplementedCall"): ("unary_unary", Empty, Empty),
     ("UnimplementedService", "UnimplementedCall"): ("unary_unary", Empty, Empty),
 }
@@ -121,18 +135,28 @@ def _zeros(size):
 
 def _check_payload(payload, size, what):
     assert payload.type == COMPRESSABLE, "%s: payload type %r" % (what, payload.type)
-    assert len(payload.body) == size, (
-        "%s: payload body is %d bytes, expected %d" % (what, len(payload.body), size))
+    assert len(payload.body) == size, "%s: payload body is %d bytes, expected %d" % (
+        what,
+        len(payload.body),
+        size,
+    )
     assert payload.body == _zeros(size), "%s: payload body is not all zeros" % what
 
 
 def _check_status(error, code, details=None, what="call"):
     """Checks code() and, unless None, details() of an RpcError or a call."""
     assert error.code() is code, "%s: status %s, expected %s (details %r)" % (
-        what, error.code(), code, error.details())
+        what,
+        error.code(),
+        code,
+        error.details(),
+    )
     if details is not None:
         assert error.details() == details, "%s: details %r, expected %r" % (
-            what, error.details(), details)
+            what,
+            error.details(),
+            details,
+        )
 
 
 def _expect_rpc_error(fn, *args, **kwargs):
@@ -184,11 +208,11 @@ def client_streaming(channel, new_event):
         StreamingInputCallRequest(payload=Payload(type=COMPRESSABLE, body=_zeros(size)))
         for size in sizes
     ]
-    response, call = _rpc(channel, "TestService", "StreamingInputCall").with_call(
-        iter(requests))
+    response, call = _rpc(channel, "TestService", "StreamingInputCall").with_call(iter(requests))
     assert call.code() is grpc.StatusCode.OK, "status %s" % call.code()
     assert response.aggregated_payload_size == 74922, (
-        "aggregated_payload_size %d, expected 74922" % response.aggregated_payload_size)
+        "aggregated_payload_size %d, expected 74922" % response.aggregated_payload_size
+    )
 
 
 def server_streaming(channel, new_event):
@@ -200,9 +224,8 @@ def server_streaming(channel, new_event):
     call = _rpc(channel, "TestService", "StreamingOutputCall")(request)
     responses = list(call)
     assert call.code() is grpc.StatusCode.OK, "status %s" % call.code()
-    assert len(responses) == len(sizes), "%d responses, expected %d" % (
-        len(responses), len(sizes))
-    for index, (response, size) in enumerate(zip(responses, sizes)):
+    assert len(responses) == len(sizes), "%d responses, expected %d" % (len(responses), len(sizes))
+    for index, (response, size) in enumerate(zip(responses, sizes, strict=True)):
         _check_payload(response.payload, size, "response %d" % index)
 
 
@@ -212,7 +235,8 @@ def ping_pong(channel, new_event):
     with Pipe(new_event) as pipe:
         call = _rpc(channel, "TestService", "FullDuplexCall")(pipe)
         for index, (response_size, payload_size) in enumerate(
-                zip(response_sizes, payload_sizes)):
+            zip(response_sizes, payload_sizes, strict=True)
+        ):
             pipe.add(_streaming_request(response_size, payload_size))
             response = next(call)
             _check_payload(response.payload, response_size, "response %d" % index)
@@ -235,10 +259,18 @@ def custom_metadata(channel, new_event):
     def check(call, what):
         initial = _metadata_values(call.initial_metadata(), ECHO_INITIAL_KEY)
         assert initial == [ECHO_INITIAL_VALUE], "%s: initial metadata %r has %s=%r" % (
-            what, call.initial_metadata(), ECHO_INITIAL_KEY, initial)
+            what,
+            call.initial_metadata(),
+            ECHO_INITIAL_KEY,
+            initial,
+        )
         trailing = _metadata_values(call.trailing_metadata(), ECHO_TRAILING_KEY)
         assert trailing == [ECHO_TRAILING_VALUE], "%s: trailing metadata %r has %s=%r" % (
-            what, call.trailing_metadata(), ECHO_TRAILING_KEY, trailing)
+            what,
+            call.trailing_metadata(),
+            ECHO_TRAILING_KEY,
+            trailing,
+        )
 
     # Step 1: UnaryCall.
     request = SimpleRequest(
@@ -246,15 +278,15 @@ def custom_metadata(channel, new_event):
         response_size=314159,
         payload=Payload(type=COMPRESSABLE, body=_zeros(271828)),
     )
-    response, call = _rpc(channel, "TestService", "UnaryCall").with_call(
-        request, metadata=metadata)
+    response, call = _rpc(channel, "TestService", "UnaryCall").with_call(request, metadata=metadata)
     assert call.code() is grpc.StatusCode.OK, "UnaryCall: status %s" % call.code()
     _check_payload(response.payload, 314159, "UnaryCall response")
     check(call, "UnaryCall")
 
     # Step 2: FullDuplexCall, one request, then half-close.
     call = _rpc(channel, "TestService", "FullDuplexCall")(
-        iter([_streaming_request(314159, 271828)]), metadata=metadata)
+        iter([_streaming_request(314159, 271828)]), metadata=metadata
+    )
     responses = list(call)
     assert call.code() is grpc.StatusCode.OK, "FullDuplexCall: status %s" % call.code()
     assert len(responses) == 1, "FullDuplexCall: %d responses, expected 1" % len(responses)
@@ -265,13 +297,20 @@ def custom_metadata(channel, new_event):
 def _status_case(channel, code_number, message, streaming):
     unary = _rpc(channel, "TestService", "UnaryCall")
     error = _expect_rpc_error(
-        unary, SimpleRequest(response_status=EchoStatus(code=code_number, message=message)))
+        unary, SimpleRequest(response_status=EchoStatus(code=code_number, message=message))
+    )
     _check_status(error, grpc.StatusCode.UNKNOWN, message, "UnaryCall")
     if not streaming:
         return
-    call = _rpc(channel, "TestService", "FullDuplexCall")(iter([
-        StreamingOutputCallRequest(response_status=EchoStatus(code=code_number, message=message)),
-    ]))
+    call = _rpc(channel, "TestService", "FullDuplexCall")(
+        iter(
+            [
+                StreamingOutputCallRequest(
+                    response_status=EchoStatus(code=code_number, message=message)
+                ),
+            ]
+        )
+    )
     error = _expect_rpc_error(list, call)
     _check_status(error, grpc.StatusCode.UNKNOWN, message, "FullDuplexCall")
     _check_status(call, grpc.StatusCode.UNKNOWN, message, "FullDuplexCall (call)")
@@ -318,15 +357,15 @@ def cancel_after_first_response(channel, new_event):
 def timeout_on_sleeping_server(channel, new_event):
     with Pipe(new_event) as pipe:
         call = _rpc(channel, "TestService", "FullDuplexCall")(pipe, timeout=0.001)
-        pipe.add(StreamingOutputCallRequest(
-            payload=Payload(type=COMPRESSABLE, body=_zeros(27182))))
+        pipe.add(StreamingOutputCallRequest(payload=Payload(type=COMPRESSABLE, body=_zeros(27182))))
         error = _expect_rpc_error(next, call)
         _check_status(error, grpc.StatusCode.DEADLINE_EXCEEDED)
         assert call.code() is grpc.StatusCode.DEADLINE_EXCEEDED, "status %s" % call.code()
 
 
 CASES = {
-    fn.__name__: fn for fn in (
+    fn.__name__: fn
+    for fn in (
         empty_unary,
         large_unary,
         client_streaming,

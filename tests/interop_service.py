@@ -53,8 +53,7 @@ def _status_code(number):
 
 
 def _payload(size):
-    return interop_messages_pb2.Payload(
-        type=interop_messages_pb2.COMPRESSABLE, body=b"\x00" * size)
+    return interop_messages_pb2.Payload(type=interop_messages_pb2.COMPRESSABLE, body=b"\x00" * size)
 
 
 class InteropServicer(interop_test_pb2_grpc.TestServiceServicer):
@@ -92,8 +91,10 @@ class InteropServicer(interop_test_pb2_grpc.TestServiceServicer):
     @staticmethod
     def _check_response_type(request, context):
         if request.response_type != interop_messages_pb2.COMPRESSABLE:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          "unsupported response_type %d" % request.response_type)
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "unsupported response_type %d" % request.response_type,
+            )
 
     def _responses(self, request, context):
         """Yields the responses for one StreamingOutputCallRequest.
@@ -112,7 +113,8 @@ class InteropServicer(interop_test_pb2_grpc.TestServiceServicer):
                 if not self._nap(parameters.interval_us / _US_PER_SECOND, context):
                     return True
             yield interop_messages_pb2.StreamingOutputCallResponse(
-                payload=_payload(parameters.size))
+                payload=_payload(parameters.size)
+            )
         return False
 
     # ------------------------------------------------------------ methods

@@ -96,7 +96,8 @@ class StreamingServicer(streaming_pb2_grpc.StreamingServicer):
                 self._fail(request, context)
                 return
             yield streaming_pb2.StreamResponse(
-                index=index, payload=payload_for(index, request.response_size))
+                index=index, payload=payload_for(index, request.response_size)
+            )
         self._finish(request, context)
 
     def ClientStream(self, request_iterator, context):
@@ -134,7 +135,8 @@ class StreamingServicer(streaming_pb2_grpc.StreamingServicer):
                 self._fail(first, context)
                 return
             yield streaming_pb2.StreamResponse(
-                index=index, payload=request.payload, message=request.message)
+                index=index, payload=request.payload, message=request.message
+            )
             index += 1
             if request.finish:
                 break
@@ -151,8 +153,9 @@ class StreamingServicer(streaming_pb2_grpc.StreamingServicer):
 
     def _block(self, request_iterator, context):
         first = next(request_iterator)
-        obs = streaming_pb2.Observations(key=first.key, started=True,
-                                         active_at_start=context.is_active())
+        obs = streaming_pb2.Observations(
+            key=first.key, started=True, active_at_start=context.is_active()
+        )
         remaining = context.time_remaining()
         if remaining is not None:
             obs.has_time_remaining = True
@@ -212,18 +215,27 @@ def generic_handler(grpc, servicer, service=GENERIC_SERVICE):
     request = streaming_pb2.StreamRequest.FromString
     block = streaming_pb2.BlockRequest.FromString
     response = streaming_pb2.StreamResponse.SerializeToString
-    return grpc.method_handlers_generic_handler(service, {
-        "ServerStream": grpc.unary_stream_rpc_method_handler(
-            servicer.ServerStream, request_deserializer=request, response_serializer=response),
-        "ClientStream": grpc.stream_unary_rpc_method_handler(
-            servicer.ClientStream, request_deserializer=request,
-            response_serializer=streaming_pb2.Summary.SerializeToString),
-        "Bidi": grpc.stream_stream_rpc_method_handler(
-            servicer.Bidi, request_deserializer=request, response_serializer=response),
-        "Block": grpc.stream_stream_rpc_method_handler(
-            servicer.Block, request_deserializer=block, response_serializer=response),
-        "GetObservations": grpc.unary_unary_rpc_method_handler(
-            servicer.GetObservations,
-            request_deserializer=streaming_pb2.ObservationsRequest.FromString,
-            response_serializer=streaming_pb2.Observations.SerializeToString),
-    })
+    return grpc.method_handlers_generic_handler(
+        service,
+        {
+            "ServerStream": grpc.unary_stream_rpc_method_handler(
+                servicer.ServerStream, request_deserializer=request, response_serializer=response
+            ),
+            "ClientStream": grpc.stream_unary_rpc_method_handler(
+                servicer.ClientStream,
+                request_deserializer=request,
+                response_serializer=streaming_pb2.Summary.SerializeToString,
+            ),
+            "Bidi": grpc.stream_stream_rpc_method_handler(
+                servicer.Bidi, request_deserializer=request, response_serializer=response
+            ),
+            "Block": grpc.stream_stream_rpc_method_handler(
+                servicer.Block, request_deserializer=block, response_serializer=response
+            ),
+            "GetObservations": grpc.unary_unary_rpc_method_handler(
+                servicer.GetObservations,
+                request_deserializer=streaming_pb2.ObservationsRequest.FromString,
+                response_serializer=streaming_pb2.Observations.SerializeToString,
+            ),
+        },
+    )

@@ -12,6 +12,7 @@ With GRPC_GREEN_TEST_IMPL=grpcio the examples run on real grpcio: a stand-in
 on PYTHONPATH, so ``import grpc`` in the examples is grpcio.
 """
 
+import itertools
 import math
 import os
 import re
@@ -51,18 +52,28 @@ def run_demo(name, env):
     """
     script = os.path.join(ROOT, "examples", name, "run_demo.py")
     proc = subprocess.Popen(
-        [sys.executable, script], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        [sys.executable, script],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         stdout, stderr = proc.communicate(timeout=DEMO_TIMEOUT)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
-        pytest.fail("%s did not finish within %ss\nstdout:\n%s\nstderr:\n%s"
-                    % (script, DEMO_TIMEOUT, stdout, stderr))
-    assert proc.returncode == 0, (
-        "%s exited with %s\nstdout:\n%s\nstderr:\n%s" % (script, proc.returncode, stdout, stderr)
+        pytest.fail(
+            "%s did not finish within %ss\nstdout:\n%s\nstderr:\n%s"
+            % (script, DEMO_TIMEOUT, stdout, stderr)
+        )
+    assert proc.returncode == 0, "%s exited with %s\nstdout:\n%s\nstderr:\n%s" % (
+        script,
+        proc.returncode,
+        stdout,
+        stderr,
     )
     lines = stdout.splitlines()
     assert lines and lines[-1].startswith("demo OK"), stdout
@@ -91,9 +102,10 @@ def test_route_guide(demo_env):
 
     def section(title):
         start = lines.index("-------------- %s --------------" % title)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("-----")),
-                   len(lines))
-        return lines[start + 1:end]
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("-----")), len(lines)
+        )
+        return lines[start + 1 : end]
 
     # GetFeature: a point with a feature, then one without.
     assert section("GetFeature") == [
@@ -104,8 +116,7 @@ def test_route_guide(demo_env):
     # ListFeatures: the named features in the rectangle, in database order.
     assert section("ListFeatures") == [
         "Looking for features between (37.7800, -122.4300) and (37.8100, -122.3900)",
-        "Feature called %s at (37.8021, -122.4187)"
-        % sf("Lombard Street", "1000 block", "94133"),
+        "Feature called %s at (37.8021, -122.4187)" % sf("Lombard Street", "1000 block", "94133"),
         "Feature called %s at (37.8024, -122.4058)" % COIT_TOWER,
         "Feature called %s at (37.7952, -122.4028)"
         % sf("Transamerica Pyramid", "600 Montgomery Street", "94111"),
@@ -118,22 +129,34 @@ def test_route_guide(demo_env):
 
     # RecordRoute: 8 points streamed, 7 of them features; the distance is the
     # sum of the legs, computed here on the same sphere (radius 6371 km).
-    route = [(37.7955, -122.3937), (37.8024, -122.4058), (37.8021, -122.4187),
-             (37.8050, -122.4250), (37.8066, -122.4310), (37.8029, -122.4484),
-             (37.8039, -122.4640), (37.8199, -122.4783)]
+    route = [
+        (37.7955, -122.3937),
+        (37.8024, -122.4058),
+        (37.8021, -122.4187),
+        (37.8050, -122.4250),
+        (37.8066, -122.4310),
+        (37.8029, -122.4484),
+        (37.8039, -122.4640),
+        (37.8199, -122.4783),
+    ]
     record = section("RecordRoute")
     assert [line for line in record if line.startswith("Visiting point ")] == [
         "Visiting point (%.4f, %.4f)" % point for point in route
     ]
     distance = 0.0
-    for (lat1, lon1), (lat2, lon2) in zip(route, route[1:]):
+    for (lat1, lon1), (lat2, lon2) in itertools.pairwise(route):
         phi1, phi2 = math.radians(lat1), math.radians(lat2)
-        h = (math.sin((phi2 - phi1) / 2) ** 2
-             + math.cos(phi1) * math.cos(phi2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
+        h = (
+            math.sin((phi2 - phi1) / 2) ** 2
+            + math.cos(phi1) * math.cos(phi2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+        )
         distance += 2 * 6371000 * math.asin(math.sqrt(h))
     summary = [line for line in record if not line.startswith("Visiting point ")]
-    assert summary[:3] == ["Finished trip with 8 points", "Passed 7 features",
-                           "Travelled %d meters" % int(distance)], record
+    assert summary[:3] == [
+        "Finished trip with 8 points",
+        "Passed 7 features",
+        "Travelled %d meters" % int(distance),
+    ], record
     assert len(summary) == 4 and summary[3].startswith("It took "), record
 
     # RouteChat: each note is answered with the earlier notes at its location.
@@ -155,7 +178,8 @@ def test_route_guide(demo_env):
     ]
     # A reply never comes before the note that triggers it was sent.
     assert chat.index(received[0]) > chat.index(
-        "Sending 'Back at the Ferry Building' at (37.7955, -122.3937)")
+        "Sending 'Back at the Ferry Building' at (37.7955, -122.3937)"
+    )
 
 
 def fibonacci_numbers(count):
@@ -175,10 +199,13 @@ def test_fibonacci(demo_env):
     assert [line for line in lines if line.startswith("StreamSequence(10): ")] == [
         "StreamSequence(10): F(%d) = %d" % (index, value) for index, value in enumerate(first_ten)
     ]
-    assert ("GetSequence(-1) failed: INVALID_ARGUMENT: count must not be negative, got -1"
-            in lines), lines
-    assert ("StreamSequence(1000) failed: INVALID_ARGUMENT: count must be at most 94"
-            " (the numbers are uint64), got 1000" in lines), lines
+    assert (
+        "GetSequence(-1) failed: INVALID_ARGUMENT: count must not be negative, got -1" in lines
+    ), lines
+    assert (
+        "StreamSequence(1000) failed: INVALID_ARGUMENT: count must be at most 94"
+        " (the numbers are uint64), got 1000" in lines
+    ), lines
     assert not [line for line in lines if "unexpected" in line], lines
 
 
@@ -189,15 +216,20 @@ def test_gevent_app(demo_env):
     assert "GET /items/Z-999: 404, NOT_FOUND from the backend" in lines
     # 200 requests, each 0.2 s in the backend: together in well under 40 s.
     [summary] = [line for line in lines if line.startswith("200 concurrent GET /items/<sku>: ")]
-    match = re.match(r"200 concurrent GET /items/<sku>: all answered correctly in ([\d.]+) s"
-                     r" \(slowest ([\d.]+) s\)", summary)
+    match = re.match(
+        r"200 concurrent GET /items/<sku>: all answered correctly in ([\d.]+) s"
+        r" \(slowest ([\d.]+) s\)",
+        summary,
+    )
     assert match, summary
     assert float(match.group(1)) < 4.0 and float(match.group(2)) >= 0.2, summary
     # monkey.patch_all(grpc=True) put the front end's grpc on gevent's hub;
     # the backend never imported gevent.
     assert "frontend.py said: grpc is grpc_green, on the gevent hub" in lines
-    assert ("backend_server.py said: grpc_green runs it on the native hub;"
-            " gevent is not imported" in lines)
+    assert (
+        "backend_server.py said: grpc_green runs it on the native hub;"
+        " gevent is not imported" in lines
+    )
 
 
 def test_prefork_server(demo_env):
@@ -206,7 +238,7 @@ def test_prefork_server(demo_env):
     start = max(i for i, line in enumerate(lines) if line.startswith("64 channels, "))
     match = re.fullmatch(r"64 channels, 64 connections, answered by (\d) workers", lines[start])
     assert match and 2 <= int(match.group(1)) <= 4, lines[start]
-    answered = lines[start + 1:start + 1 + int(match.group(1))]
+    answered = lines[start + 1 : start + 1 + int(match.group(1))]
     counts = {}
     for line in answered:
         pid, count = re.fullmatch(r"worker (\d+) answered (\d+) channels", line).groups()

@@ -43,8 +43,10 @@ STREAM_PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers", 
 def _status(pid):
     with open("/proc/%s/status" % pid) as f:
         text = f.read()
-    return {key: int(re.search(r"^%s:\s+(\d+) kB$" % key, text, re.M).group(1)) * 1024
-            for key in ("VmHWM", "VmRSS")}
+    return {
+        key: int(re.search(r"^%s:\s+(\d+) kB$" % key, text, re.M).group(1)) * 1024
+        for key in ("VmHWM", "VmRSS")
+    }
 
 
 class PeakGrowth:
@@ -62,7 +64,10 @@ class PeakGrowth:
 
     def report(self):
         return "%s: peak %+.1f MiB over %.1f MiB" % (
-            self.name, self.growth() / 2**20, self.baseline / 2**20)
+            self.name,
+            self.growth() / 2**20,
+            self.baseline / 2**20,
+        )
 
 
 def _stream_peer_env(impl):
@@ -79,8 +84,10 @@ def _stream_peer_env(impl):
 @pytest.fixture
 def peer(hub, support):
     """tests/peers/stream_peer.py serving Streaming in its own process."""
-    process = hub.start_process([sys.executable, STREAM_PEER, "--impl", support.impl, "serve"],
-                                env=_stream_peer_env(support.impl))
+    process = hub.start_process(
+        [sys.executable, STREAM_PEER, "--impl", support.impl, "serve"],
+        env=_stream_peer_env(support.impl),
+    )
     port = int(process.wait_for_output(r"^PORT (\d+)$", timeout=30).group(1))
     process.target = "127.0.0.1:%d" % port
     yield process
@@ -193,9 +200,13 @@ def _sent_to_a_server_that_never_reads(option, window, green_server, make_channe
         return b"released"
 
     server = green_server(
-        handlers=[grpc.method_handlers_generic_handler(
-            SINK, {"Hold": grpc.stream_unary_rpc_method_handler(hold)})],
-        options=_window_options(option, window))
+        handlers=[
+            grpc.method_handlers_generic_handler(
+                SINK, {"Hold": grpc.stream_unary_rpc_method_handler(hold)}
+            )
+        ],
+        options=_window_options(option, window),
+    )
     channel = make_channel(server.target)
     pulled = [0]
     limit = 64 * 1024 * 1024 // CHUNK  # bounds the damage if nothing holds the client back
@@ -216,15 +227,21 @@ def _sent_to_a_server_that_never_reads(option, window, green_server, make_channe
 
 
 @pytest.mark.parametrize("option", WINDOW_OPTIONS)
-def test_server_window_bounds_what_a_client_sends(option, green_server, make_channel, hub,
-                                                  support):
+def test_server_window_bounds_what_a_client_sends(option, green_server, make_channel, hub, support):
     _skip_unknown_option(option, support)
-    small = _sent_to_a_server_that_never_reads(option, SMALL_WINDOW, green_server, make_channel,
-                                               hub)
-    large = _sent_to_a_server_that_never_reads(option, LARGE_WINDOW, green_server, make_channel,
-                                               hub)
+    small = _sent_to_a_server_that_never_reads(
+        option, SMALL_WINDOW, green_server, make_channel, hub
+    )
+    large = _sent_to_a_server_that_never_reads(
+        option, LARGE_WINDOW, green_server, make_channel, hub
+    )
     report = "requests of %d bytes out: %d with a %d-byte window, %d with %d" % (
-        CHUNK, small, SMALL_WINDOW, large, LARGE_WINDOW)
+        CHUNK,
+        small,
+        SMALL_WINDOW,
+        large,
+        LARGE_WINDOW,
+    )
     print(report)
     # About a window's worth: at most two messages more (one being framed,
     # one pulled from the iterator and parked), and not far below it.
@@ -237,14 +254,20 @@ def _yielded_to_a_client_that_never_reads(option, window, green_server, make_cha
     client's channel has a `window`-byte receive window and never reads."""
     servicer = StreamingServicer(grpc, hub.sleep)
     server = green_server(
-        register=lambda s: streaming_pb2_grpc.add_StreamingServicer_to_server(servicer, s))
+        register=lambda s: streaming_pb2_grpc.add_StreamingServicer_to_server(servicer, s)
+    )
     channel = make_channel(server.target, options=_window_options(option, window))
     key = "window-%d" % window
     call = channel.unary_stream(
         "/grpc_green.streaming.Streaming/Block",
-        streaming_pb2.BlockRequest.SerializeToString, streaming_pb2.StreamResponse.FromString,
-    )(streaming_pb2.BlockRequest(key=key, mode=streaming_pb2.BlockRequest.WRITE,
-                                 response_size=CHUNK, max_responses=4096), timeout=60)
+        streaming_pb2.BlockRequest.SerializeToString,
+        streaming_pb2.StreamResponse.FromString,
+    )(
+        streaming_pb2.BlockRequest(
+            key=key, mode=streaming_pb2.BlockRequest.WRITE, response_size=CHUNK, max_responses=4096
+        ),
+        timeout=60,
+    )
     hub.wait_until(lambda: key in servicer.observations)
     count = _wait_until_stable(hub, lambda: servicer.observations[key].responses_yielded)
     call.cancel()
@@ -253,15 +276,21 @@ def _yielded_to_a_client_that_never_reads(option, window, green_server, make_cha
 
 
 @pytest.mark.parametrize("option", WINDOW_OPTIONS)
-def test_client_window_bounds_what_a_server_sends(option, green_server, make_channel, hub,
-                                                  support):
+def test_client_window_bounds_what_a_server_sends(option, green_server, make_channel, hub, support):
     _skip_unknown_option(option, support)
-    small = _yielded_to_a_client_that_never_reads(option, SMALL_WINDOW, green_server,
-                                                  make_channel, hub)
-    large = _yielded_to_a_client_that_never_reads(option, LARGE_WINDOW, green_server,
-                                                  make_channel, hub)
+    small = _yielded_to_a_client_that_never_reads(
+        option, SMALL_WINDOW, green_server, make_channel, hub
+    )
+    large = _yielded_to_a_client_that_never_reads(
+        option, LARGE_WINDOW, green_server, make_channel, hub
+    )
     report = "responses of %d bytes out: %d with a %d-byte window, %d with %d" % (
-        CHUNK, small, SMALL_WINDOW, large, LARGE_WINDOW)
+        CHUNK,
+        small,
+        SMALL_WINDOW,
+        large,
+        LARGE_WINDOW,
+    )
     print(report)
     assert SMALL_WINDOW - 2 * CHUNK <= small * CHUNK <= SMALL_WINDOW + 2 * CHUNK, report
     assert LARGE_WINDOW - 2 * CHUNK <= large * CHUNK <= LARGE_WINDOW + 2 * CHUNK, report

@@ -8,6 +8,7 @@ hub work side by side.
 Fork: ``fork_scenario.py`` runs in a subprocess per mode (grpc_green's hub
 with os.fork(); gevent's hub with gevent's os.fork() and with gevent.fork()).
 """
+
 import json
 import os
 import subprocess
@@ -15,9 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-
 import grpc
+import pytest
 from conftest import ROOT
 
 pytestmark = pytest.mark.green_only
@@ -49,7 +49,7 @@ def _in_thread(fn):
     def run():
         try:
             box["value"] = fn()
-        except BaseException as exc:  # handed to the test thread
+        except BaseException as exc:  # noqa: BLE001  (handed to the test thread)
             box["error"] = exc
 
     t = threading.Thread(target=run)

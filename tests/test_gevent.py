@@ -43,7 +43,6 @@ import os
 import sys
 
 import pytest
-
 from conftest import GEN_DIR, ROOT, TESTS_DIR
 
 SCENARIOS = TESTS_DIR / "gevent_scenarios"
@@ -79,17 +78,26 @@ def scenario_env(**extra):
 def run_scenario(hub, script, *args, env=None, timeout=TIMEOUT):
     """Runs tests/gevent_scenarios/<script> in a fresh interpreter; returns
     its RESULT json. Raises ScenarioFailed if it exits non-zero."""
-    result = hub.run_process([sys.executable, SCENARIOS / script, *args],
-                             timeout=timeout, env=env or scenario_env())
+    result = hub.run_process(
+        [sys.executable, SCENARIOS / script, *args], timeout=timeout, env=env or scenario_env()
+    )
     if result.returncode != 0:
         raise ScenarioFailed(
             "%s %s exited %s after %.1fs\nstdout:\n%s\nstderr:\n%s"
-            % (script, " ".join(args), result.returncode, result.elapsed,
-               result.stdout[-4000:], result.stderr[-8000:]),
-            result.stdout, result.stderr)
+            % (
+                script,
+                " ".join(args),
+                result.returncode,
+                result.elapsed,
+                result.stdout[-4000:],
+                result.stderr[-8000:],
+            ),
+            result.stdout,
+            result.stderr,
+        )
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert len(lines) == 1, "expected one RESULT line:\n%s\n%s" % (result.stdout, result.stderr)
-    return json.loads(lines[0][len("RESULT "):])
+    return json.loads(lines[0][len("RESULT ") :])
 
 
 # ------------------------------------------------------------------ tests
@@ -118,13 +126,16 @@ def test_gevent_servers_keep_serving_during_grpc_load(hub):
         assert stats["max_latency"] < 0.200, (probe, stats)
 
 
-@pytest.mark.parametrize("case", [
-    "timeout_unary",
-    "timeout_stream",
-    "timeout_stream_kept",  # the Timeout object (and its traceback) outlive the call
-    "kill_unary",
-    "kill_stream",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "timeout_unary",
+        "timeout_stream",
+        "timeout_stream_kept",  # the Timeout object (and its traceback) outlive the call
+        "kill_unary",
+        "kill_stream",
+    ],
+)
 def test_interrupting_a_blocked_call_cancels_it(hub, case):
     result = run_scenario(hub, "cancel.py", case)
     assert result["hub"] == "gevent"
@@ -148,14 +159,17 @@ def test_request_iterators_on_gevent_primitives(hub):
     assert result["bidi_event_paced"] == {"rounds": 30}
 
 
-@pytest.mark.parametrize("order, env", [
-    ("before", {}),
-    ("after", {}),
-    ("plugin", {}),
-    ("plugin_off", {}),
-    ("env_gevent", {"GRPC_GREEN_HUB": "gevent"}),
-    ("use_gevent", {}),
-])
+@pytest.mark.parametrize(
+    "order, env",
+    [
+        ("before", {}),
+        ("after", {}),
+        ("plugin", {}),
+        ("plugin_off", {}),
+        ("env_gevent", {"GRPC_GREEN_HUB": "gevent"}),
+        ("use_gevent", {}),
+    ],
+)
 def test_patch_order(hub, order, env):
     result = run_scenario(hub, "patch_order.py", order, env=scenario_env(**env))
     assert result["order"] == order
@@ -184,7 +198,8 @@ def test_grpcio_client_calls_green_server_on_gevent(hub):
     result = run_scenario(hub, "grpcio_interop.py", "grpcio_client")
     assert result["hub"] == "gevent"
     assert result["scenarios"] == sorted(
-        "echo metadata status exception deadline unimplemented concurrent".split())
+        "echo metadata status exception deadline unimplemented concurrent".split()
+    )
     assert result["status_cases"] >= 20
     assert result["max_in_flight"] >= 50, result
     assert result["max_lag"] < 0.1, result

@@ -1,12 +1,14 @@
 """The hub's scheduling: greenlets that keep waking one another directly
 (never waiting for IO or a timer) must not starve the sockets and timers
 of every other greenlet."""
+
 import signal
 import time
 
-import grpc_green.hub as green_hub
 import pytest
 import testing_pb2
+
+import grpc_green.hub as green_hub
 
 ROUNDS_LIMIT = 100_000
 
@@ -48,7 +50,8 @@ def test_event_ping_pong_does_not_starve_timers():
     assert green_hub.joinall(tasks, timeout=60)
     assert state["woke_at_round"] is not None
     assert state["woke_at_round"] < ROUNDS_LIMIT, (
-        "the 10 ms timer fired only after %d rounds of ping-pong" % state["woke_at_round"])
+        "the 10 ms timer fired only after %d rounds of ping-pong" % state["woke_at_round"]
+    )
 
 
 class _Alarm(Exception):
@@ -63,8 +66,9 @@ def _raise_alarm(signum, frame):
 def alarm_in(request):
     """alarm_in(seconds): SIGALRM then, its handler raising _Alarm."""
     previous = signal.signal(signal.SIGALRM, _raise_alarm)
-    request.addfinalizer(lambda: (signal.setitimer(signal.ITIMER_REAL, 0),
-                                  signal.signal(signal.SIGALRM, previous)))
+    request.addfinalizer(
+        lambda: (signal.setitimer(signal.ITIMER_REAL, 0), signal.signal(signal.SIGALRM, previous))
+    )
     return lambda seconds: signal.setitimer(signal.ITIMER_REAL, seconds)
 
 
@@ -77,8 +81,10 @@ def test_signal_handler_interrupts_a_blocked_unary_call(echo_stub, echo_server, 
     with pytest.raises(_Alarm):
         echo_stub.Echo(testing_pb2.EchoRequest(message="interrupted", sleep_seconds=5), timeout=10)
     assert time.monotonic() - start < 2
-    hub.wait_until(lambda: ("interrupted", "cancelled") in echo_server.servicer.outcomes,
-                       message="the server did not see the call cancelled")
+    hub.wait_until(
+        lambda: ("interrupted", "cancelled") in echo_server.servicer.outcomes,
+        message="the server did not see the call cancelled",
+    )
     assert echo_stub.Echo(testing_pb2.EchoRequest(message="after"), timeout=10).message == "after"
 
 

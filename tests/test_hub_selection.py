@@ -2,13 +2,13 @@
 keep one thread from running two loops. Each case runs in a fresh
 interpreter, since the choice is made once per thread and gevent's patching
 is process-wide."""
+
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.green_only
@@ -20,8 +20,13 @@ def run(code, hub=None):
     if hub:
         env["GRPC_GREEN_HUB"] = hub
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout.split()
 
@@ -79,14 +84,17 @@ def test_choice_is_fixed_once_the_threads_hub_exists():
 
 
 def test_forced_native_in_a_patched_process_is_refused():
-    out = run("""
+    out = run(
+        """
         from gevent import monkey; monkey.patch_all()
         import grpc_green
         try:
             grpc_green.insecure_channel("127.0.0.1:1")
         except RuntimeError as exc:
             print("refused" if "two loops" in str(exc) else exc)
-    """, hub="native")
+    """,
+        hub="native",
+    )
     assert out == ["refused"]
 
 

@@ -52,8 +52,9 @@ def interop_grpcio_server(hub, support):
 def interop_local_server(hub, support):
     """Target of an in-process server of the implementation under test."""
     server = support.new_server()
-    interop_test_pb2_grpc.add_TestServiceServicer_to_server(InteropServicer(sleep=hub.sleep),
-                                                            server)
+    interop_test_pb2_grpc.add_TestServiceServicer_to_server(
+        InteropServicer(sleep=hub.sleep), server
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     assert isinstance(port, int) and port > 0, port
     server.start()
@@ -68,14 +69,20 @@ def grpcio_client_run(hub, support, interop_local_server):
     Returns (completed process, {case: {"ok", "error", "elapsed"}}).
     """
     run = hub.run_process(
-        [sys.executable, support.peers_dir / "interop_client.py",
-         "--target", interop_local_server, "--case-timeout", str(CASE_TIMEOUT)],
+        [
+            sys.executable,
+            support.peers_dir / "interop_client.py",
+            "--target",
+            interop_local_server,
+            "--case-timeout",
+            str(CASE_TIMEOUT),
+        ],
         timeout=CASE_TIMEOUT * len(CASE_NAMES) + 30,
     )
     results = {}
     for line in run.stdout.splitlines():
         if line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT "):])
+            result = json.loads(line[len("RESULT ") :])
             results[result["case"]] = result
     return run, results
 
@@ -90,11 +97,14 @@ def test_grpcio_client_to_green_server(case, grpcio_client_run):
     run, results = grpcio_client_run
     assert case in results, (
         "interop_client.py reported no result for %s (exit %s)\nstdout:\n%s\nstderr:\n%s"
-        % (case, run.returncode, run.stdout, run.stderr))
+        % (case, run.returncode, run.stdout, run.stderr)
+    )
     assert results[case]["ok"], "grpcio client, case %s:\n%s" % (case, results[case]["error"])
     # The peer's exit status agrees with its per-case reports.
     assert (run.returncode == 0) == all(r["ok"] for r in results.values()), (
-        run.returncode, run.stderr)
+        run.returncode,
+        run.stderr,
+    )
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)

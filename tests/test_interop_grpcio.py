@@ -93,7 +93,8 @@ def test_metadata_both_ways_with_grpcio(peer_stub):
     )
     received = tuple(
         (h.key, h.binary_value if h.key.endswith("-bin") else h.value)
-        for h in response.received_metadata if h.key.startswith("x-echo-")
+        for h in response.received_metadata
+        if h.key.startswith("x-echo-")
     )
     assert received == sent
 
@@ -108,20 +109,28 @@ STATUS_CASES = [
 ]
 
 
-@pytest.mark.parametrize("code, details, use_abort", STATUS_CASES,
-                         ids=[c[0].name for c in STATUS_CASES])
+@pytest.mark.parametrize(
+    "code, details, use_abort", STATUS_CASES, ids=[c[0].name for c in STATUS_CASES]
+)
 def test_status_and_details_from_grpcio(peer_stub, code, details, use_abort, support):
-    error = support.rpc_error(peer_stub.Echo, Echo(
-        status_code=code.value[0], status_details=details, use_abort=use_abort))
+    error = support.rpc_error(
+        peer_stub.Echo, Echo(status_code=code.value[0], status_details=details, use_abort=use_abort)
+    )
     assert error.code() is code
     assert error.details() == details
 
 
 def test_abort_keeps_metadata_from_grpcio(peer_stub, support):
-    error = support.rpc_error(peer_stub.Echo, Echo(
-        initial_metadata=[testing_pb2.Header(key="early", value="yes")],
-        trailing_metadata=[testing_pb2.Header(key="late-bin", binary_value=b"\x01")],
-        status_code=grpc.StatusCode.ABORTED.value[0], status_details="stop", use_abort=True))
+    error = support.rpc_error(
+        peer_stub.Echo,
+        Echo(
+            initial_metadata=[testing_pb2.Header(key="early", value="yes")],
+            trailing_metadata=[testing_pb2.Header(key="late-bin", binary_value=b"\x01")],
+            status_code=grpc.StatusCode.ABORTED.value[0],
+            status_details="stop",
+            use_abort=True,
+        ),
+    )
     assert error.code() is grpc.StatusCode.ABORTED
     assert error.details() == "stop"
     assert tuple(error.initial_metadata()) == (("early", "yes"),)
@@ -129,8 +138,9 @@ def test_abort_keeps_metadata_from_grpcio(peer_stub, support):
 
 
 def test_grpcio_handler_exception(peer_stub, support):
-    error = support.rpc_error(peer_stub.Echo, Echo(raise_exception=True,
-                                                   exception_message="kaboom ☃"))
+    error = support.rpc_error(
+        peer_stub.Echo, Echo(raise_exception=True, exception_message="kaboom ☃")
+    )
     assert error.code() is grpc.StatusCode.UNKNOWN
     assert error.details() == "Exception calling application: kaboom ☃"
 
@@ -148,18 +158,23 @@ def test_deadline_against_grpcio(peer_stub, support):
 def test_unimplemented_on_grpcio(peer_stub, grpcio_server, make_channel, support):
     channel = make_channel(grpcio_server.target)
     error = support.rpc_error(
-        channel.unary_unary("/grpc_green.testing.TestService/NoSuchMethod"), b"")
+        channel.unary_unary("/grpc_green.testing.TestService/NoSuchMethod"), b""
+    )
     assert (error.code(), error.details()) == (grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
     error = support.rpc_error(testing_pb2_grpc.UnregisteredServiceStub(channel).Echo, Echo())
     assert (error.code(), error.details()) == (grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
     error = support.rpc_error(peer_stub.NotImplementedByServicer, Echo())
-    assert (error.code(), error.details()) == (grpc.StatusCode.UNIMPLEMENTED,
-                                               "Method not implemented!")
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.UNIMPLEMENTED,
+        "Method not implemented!",
+    )
 
 
 def test_concurrent_calls_to_grpcio(peer_stub):
-    futures = [peer_stub.Echo.future(Echo(message=str(i), sleep_seconds=0.05), timeout=30)
-               for i in range(200)]
+    futures = [
+        peer_stub.Echo.future(Echo(message=str(i), sleep_seconds=0.05), timeout=30)
+        for i in range(200)
+    ]
     assert [f.result().message for f in futures] == [str(i) for i in range(200)]
 
 
@@ -244,15 +259,23 @@ def test_grpcio_client_exception_and_unimplemented(echo_server, grpcio_client):
     results = grpcio_client("exception,unimplemented", echo_server.target)["results"]
     exc = results["exception"]
     assert (exc["raise"]["code"], exc["raise"]["details"]) == (
-        "UNKNOWN", "Exception calling application: kaboom ☃")
+        "UNKNOWN",
+        "Exception calling application: kaboom ☃",
+    )
     assert exc["after"]["ok"]
     unimpl = results["unimplemented"]
     assert (unimpl["servicer"]["code"], unimpl["servicer"]["details"]) == (
-        "UNIMPLEMENTED", "Method not implemented!")
+        "UNIMPLEMENTED",
+        "Method not implemented!",
+    )
     assert (unimpl["method"]["code"], unimpl["method"]["details"]) == (
-        "UNIMPLEMENTED", "Method not found!")
+        "UNIMPLEMENTED",
+        "Method not found!",
+    )
     assert (unimpl["service"]["code"], unimpl["service"]["details"]) == (
-        "UNIMPLEMENTED", "Method not found!")
+        "UNIMPLEMENTED",
+        "Method not found!",
+    )
     assert unimpl["after"]["ok"]
 
 

@@ -11,9 +11,9 @@ gc.collect():
   cannot see).
 """
 
+import collections
 import ctypes
 import ctypes.util
-import collections
 import gc
 import logging
 import os
@@ -36,9 +36,21 @@ DEBUG = os.environ.get("GRPC_GREEN_LEAK_DEBUG") == "1"
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-        "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def _native_in_use_function():
@@ -103,11 +115,17 @@ def check_no_growth(run, warmup, count, after_warmup=None):
     objects = after.objects - before.objects
     traced = after.traced - before.traced
     report = "%d calls in %.2fs: %s %+d, traced %+d B" % (
-        count, elapsed, before.objects_kind, objects, traced)
+        count,
+        elapsed,
+        before.objects_kind,
+        objects,
+        traced,
+    )
     if before.native is not None:
         # tracemalloc's own bookkeeping lives in the C heap too.
         native = (after.native - before.native) - (
-            after.tracemalloc_overhead - before.tracemalloc_overhead)
+            after.tracemalloc_overhead - before.tracemalloc_overhead
+        )
         report += ", native heap %+d B" % native
     print(report)
     if DEBUG:
@@ -129,8 +147,9 @@ def echo_server(green_server, support):
     """EchoServicer without history (its bounded deques would fill during the
     measurement) and, in grpcio mode, a pool small enough to be fully grown
     by the warm-up."""
-    return green_server(support.EchoServicer(history=0), handlers=[support.raw_handlers()],
-                        grpcio_workers=4)
+    return green_server(
+        support.EchoServicer(history=0), handlers=[support.raw_handlers()], grpcio_workers=4
+    )
 
 
 @pytest.fixture
@@ -160,8 +179,9 @@ def test_no_leak_successful_calls(stub, echo_server, make_channel, support):
 def test_no_leak_failing_calls(stub, echo_server, make_channel, support):
     channel = make_channel(echo_server.target)
     unknown = channel.unary_unary("/grpc_green.testing.TestService/NoSuchMethod")
-    aborting = Echo(status_code=grpc.StatusCode.NOT_FOUND.value[0], status_details="gone",
-                    use_abort=True)
+    aborting = Echo(
+        status_code=grpc.StatusCode.NOT_FOUND.value[0], status_details="gone", use_abort=True
+    )
     raising = Echo(raise_exception=True, exception_message="boom")
 
     def run(n):
@@ -178,8 +198,14 @@ def test_no_leak_failing_calls(stub, echo_server, make_channel, support):
                 code = error.code()
             else:
                 raise AssertionError("call %d succeeded" % i)
-            assert code is (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.NOT_FOUND,
-                            grpc.StatusCode.UNKNOWN)[kind]
+            assert (
+                code
+                is (
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    grpc.StatusCode.NOT_FOUND,
+                    grpc.StatusCode.UNKNOWN,
+                )[kind]
+            )
 
     check_no_growth(run, warmup=300, count=scaled(2_000, support))
 
@@ -222,7 +248,7 @@ def test_no_leak_deadline_exceeded_calls(stub, echo_server, hub, support):
         return servicer.in_flight == 0 and servicer.callbacks_run == servicer.callbacks_added
 
     def run(n):
-        for start in range(0, n, batch):
+        for _ in range(0, n, batch):
             futures = [stub.Echo.future(request, timeout=0.01) for _ in range(batch)]
             for future in futures:
                 assert future.exception(timeout=10).code() is grpc.StatusCode.DEADLINE_EXCEEDED

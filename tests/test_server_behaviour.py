@@ -49,8 +49,9 @@ def test_maximum_concurrent_rpcs(green_server, make_channel, hub, support):
 # --------------------------------------------------------------- shutdown
 
 
-def test_stop_with_grace_finishes_in_flight_and_refuses_new(green_server, make_channel, hub,
-                                                            support):
+def test_stop_with_grace_finishes_in_flight_and_refuses_new(
+    green_server, make_channel, hub, support
+):
     server = green_server(support.EchoServicer())
     stub = stub_for(server, make_channel)
     assert stub.Echo(Echo(message="warm")).message == "warm"
@@ -144,17 +145,29 @@ def test_wait_for_termination(green_server, hub):
 
 # ---------------------------------------------------------- raw HTTP/2
 
-needs_nghttp = pytest.mark.skipif(shutil.which("nghttp") is None,
-                                  reason="nghttp (Debian nghttp2-client) not installed")
+needs_nghttp = pytest.mark.skipif(
+    shutil.which("nghttp") is None, reason="nghttp (Debian nghttp2-client) not installed"
+)
 
 
 def nghttp(hub, tmp_path, target, path, content_type, body):
     body_file = tmp_path / "body"
     body_file.write_bytes(body)
     result = hub.run_process(
-        ["nghttp", "-v", "-n", "-t", "10",
-         "-H", "content-type: %s" % content_type, "-H", "te: trailers",
-         "-d", str(body_file), "http://%s%s" % (target, path)],
+        [
+            "nghttp",
+            "-v",
+            "-n",
+            "-t",
+            "10",
+            "-H",
+            "content-type: %s" % content_type,
+            "-H",
+            "te: trailers",
+            "-d",
+            str(body_file),
+            "http://%s%s" % (target, path),
+        ],
         timeout=20,
     )
     return result.stdout + result.stderr
@@ -164,8 +177,14 @@ def nghttp(hub, tmp_path, target, path, content_type, body):
 def test_raw_http2_grpc_request(echo_server, make_channel, hub, tmp_path, support):
     """A hand-made gRPC request (nghttp) is answered: the server speaks plain h2c."""
     body = b"\x00" + len(b"hello").to_bytes(4, "big") + b"hello"
-    out = nghttp(hub, tmp_path, echo_server.target, "/%s/Upper" % support.RAW_SERVICE,
-                 "application/grpc", body)
+    out = nghttp(
+        hub,
+        tmp_path,
+        echo_server.target,
+        "/%s/Upper" % support.RAW_SERVICE,
+        "application/grpc",
+        body,
+    )
     assert ":status: 200" in out, out
     assert "content-type: application/grpc" in out, out
     assert "grpc-status: 0" in out, out
@@ -175,8 +194,14 @@ def test_raw_http2_grpc_request(echo_server, make_channel, hub, tmp_path, suppor
 @needs_nghttp
 @pytest.mark.green_only  # grpcio resets the stream (RST_STREAM INTERNAL_ERROR) instead
 def test_non_grpc_content_type_gets_415(echo_server, make_channel, hub, tmp_path, support):
-    out = nghttp(hub, tmp_path, echo_server.target, "/grpc_green.testing.TestService/Echo",
-                 "text/plain", b"hello")
+    out = nghttp(
+        hub,
+        tmp_path,
+        echo_server.target,
+        "/grpc_green.testing.TestService/Echo",
+        "text/plain",
+        b"hello",
+    )
     assert ":status: 415" in out, out
     assert echo_server.servicer.calls == 0
     assert_serving(echo_server.target, make_channel)
@@ -197,15 +222,16 @@ def test_add_callback_runs_when_the_rpc_ends(echo_stub, echo_server, hub, suppor
     echo_stub.Echo(Echo(message="ok call"))
     hub.wait_until(lambda: "ok call" in echo_server.servicer.callbacks)
 
-    support.rpc_error(echo_stub.Echo, Echo(message="aborted call", status_code=5,
-                                           status_details="x", use_abort=True))
+    support.rpc_error(
+        echo_stub.Echo,
+        Echo(message="aborted call", status_code=5, status_details="x", use_abort=True),
+    )
     hub.wait_until(lambda: "aborted call" in echo_server.servicer.callbacks)
 
     support.rpc_error(echo_stub.Echo, Echo(message="raising call", raise_exception=True))
     hub.wait_until(lambda: "raising call" in echo_server.servicer.callbacks)
 
-    support.rpc_error(echo_stub.Echo, Echo(message="expired call", sleep_seconds=2),
-                      timeout=0.1)
+    support.rpc_error(echo_stub.Echo, Echo(message="expired call", sleep_seconds=2), timeout=0.1)
     hub.wait_until(lambda: "expired call" in echo_server.servicer.callbacks, timeout=2)
 
     assert echo_stub.Echo(Echo(message="after")).message == "after"
@@ -229,11 +255,14 @@ def _context_handlers(log):
         context.cancel()
         return b"never delivered"
 
-    return grpc.method_handlers_generic_handler("grpc_green.testing.Ctx", {
-        "During": grpc.unary_unary_rpc_method_handler(during),
-        "MetadataTwice": grpc.unary_unary_rpc_method_handler(metadata_twice),
-        "Cancel": grpc.unary_unary_rpc_method_handler(cancel),
-    })
+    return grpc.method_handlers_generic_handler(
+        "grpc_green.testing.Ctx",
+        {
+            "During": grpc.unary_unary_rpc_method_handler(during),
+            "MetadataTwice": grpc.unary_unary_rpc_method_handler(metadata_twice),
+            "Cancel": grpc.unary_unary_rpc_method_handler(cancel),
+        },
+    )
 
 
 def test_context_is_active_and_add_callback(green_server, make_channel, hub):
@@ -258,8 +287,7 @@ def test_initial_metadata_only_once(green_server, make_channel):
 def test_context_cancel(green_server, make_channel, support):
     server = green_server(handlers=[_context_handlers([])])
     channel = make_channel(server.target)
-    error = support.rpc_error(channel.unary_unary("/grpc_green.testing.Ctx/Cancel"), b"",
-                              timeout=5)
+    error = support.rpc_error(channel.unary_unary("/grpc_green.testing.Ctx/Cancel"), b"", timeout=5)
     assert error.code() is grpc.StatusCode.CANCELLED
     assert channel.unary_unary("/grpc_green.testing.Ctx/During")(b"", timeout=5) == b""
 

@@ -25,8 +25,13 @@ import grpc  # grpc_green (patched by conftest) or grpcio in grpcio mode
 import pytest
 import streaming_pb2
 import streaming_pb2_grpc
-from streaming_behaviour import (GENERIC_SERVICE, SERVICE, StreamingServicer, generic_handler,
-                                 payload_for)
+from streaming_behaviour import (
+    GENERIC_SERVICE,
+    SERVICE,
+    StreamingServicer,
+    generic_handler,
+    payload_for,
+)
 from test_leaks import check_no_growth, scaled
 
 Req = streaming_pb2.StreamRequest
@@ -117,7 +122,8 @@ class Gates:
 
     def handler(self):
         return grpc.method_handlers_generic_handler(
-            self.SERVICE, {"Stream": grpc.unary_stream_rpc_method_handler(self._stream)})
+            self.SERVICE, {"Stream": grpc.unary_stream_rpc_method_handler(self._stream)}
+        )
 
 
 @pytest.fixture
@@ -127,8 +133,9 @@ def streaming(green_server, hub):
     gates = Gates(hub)
     handle = green_server(
         handlers=[generic_handler(grpc, servicer), gates.handler()],
-        register=lambda server: streaming_pb2_grpc.add_StreamingServicer_to_server(servicer,
-                                                                                  server),
+        register=lambda server: streaming_pb2_grpc.add_StreamingServicer_to_server(
+            servicer, server
+        ),
     )
     handle.servicer = servicer
     handle.gates = gates
@@ -189,14 +196,20 @@ class Api:
         else:
             prefix = "/%s/" % GENERIC_SERVICE
             self.server_stream = channel.unary_stream(
-                prefix + "ServerStream", request_serializer=Req.SerializeToString,
-                response_deserializer=Resp.FromString)
+                prefix + "ServerStream",
+                request_serializer=Req.SerializeToString,
+                response_deserializer=Resp.FromString,
+            )
             self.client_stream = channel.stream_unary(
-                prefix + "ClientStream", request_serializer=Req.SerializeToString,
-                response_deserializer=streaming_pb2.Summary.FromString)
+                prefix + "ClientStream",
+                request_serializer=Req.SerializeToString,
+                response_deserializer=streaming_pb2.Summary.FromString,
+            )
             self.bidi = channel.stream_stream(
-                prefix + "Bidi", request_serializer=Req.SerializeToString,
-                response_deserializer=Resp.FromString)
+                prefix + "Bidi",
+                request_serializer=Req.SerializeToString,
+                response_deserializer=Resp.FromString,
+            )
 
 
 @pytest.fixture(params=["generated", "generic"])
@@ -214,8 +227,10 @@ def wait_for_handler_end(hub, servicer, key, timeout=10):
     try:
         hub.wait_until(ended, timeout=timeout)
     except AssertionError:
-        raise AssertionError("Block handler %s did not end within %ss; it observed: %s"
-                             % (key, timeout, servicer.observations.get(key))) from None
+        raise AssertionError(
+            "Block handler %s did not end within %ss; it observed: %s"
+            % (key, timeout, servicer.observations.get(key))
+        ) from None
     return servicer.observations[key]
 
 
@@ -235,8 +250,12 @@ def test_channel_streaming_multicallables(channel, kind):
     each kind can call Bidi (which echoes whatever it gets)."""
     factory = getattr(channel, kind)
     parameters = inspect.signature(factory).parameters
-    assert list(parameters) == ["method", "request_serializer", "response_deserializer",
-                                "_registered_method"]
+    assert list(parameters) == [
+        "method",
+        "request_serializer",
+        "response_deserializer",
+        "_registered_method",
+    ]
     assert [p.default for p in list(parameters.values())[1:]] == [None, None, False]
 
     first, base = STREAMING_KINDS[kind]
@@ -245,22 +264,37 @@ def test_channel_streaming_multicallables(channel, kind):
     methods = ["__call__"] + (["with_call", "future"] if kind == "stream_unary" else [])
     for name in methods:
         assert list(inspect.signature(getattr(multicallable, name)).parameters) == (
-            [first] + CALL_PARAMETERS), name
+            [first] + CALL_PARAMETERS
+        ), name
 
     request = Req(message="via %s" % kind, payload=b"\x00\xff")
     if kind == "unary_stream":
-        responses = list(multicallable(request, timeout=10, metadata=(("x-k", "v"),),
-                                       credentials=None, wait_for_ready=None, compression=None))
-        assert [(r.index, r.message, r.payload) for r in responses] == [(0, request.message,
-                                                                         request.payload)]
+        responses = list(
+            multicallable(
+                request,
+                timeout=10,
+                metadata=(("x-k", "v"),),
+                credentials=None,
+                wait_for_ready=None,
+                compression=None,
+            )
+        )
+        assert [(r.index, r.message, r.payload) for r in responses] == [
+            (0, request.message, request.payload)
+        ]
     elif kind == "stream_unary":
         response = multicallable(iter([request]), timeout=10, metadata=(("x-k", "v"),))
-        assert (response.index, response.message, response.payload) == (0, request.message,
-                                                                         request.payload)
+        assert (response.index, response.message, response.payload) == (
+            0,
+            request.message,
+            request.payload,
+        )
     else:
         responses = list(multicallable(iter([request, request]), timeout=10))
-        assert [(r.index, r.message) for r in responses] == [(0, request.message),
-                                                             (1, request.message)]
+        assert [(r.index, r.message) for r in responses] == [
+            (0, request.message),
+            (1, request.message),
+        ]
 
 
 def test_response_iterator_is_a_call_and_a_future(stub, streaming, releases):
@@ -350,19 +384,28 @@ def test_server_stream_large_messages(api):
 
 def test_server_stream_metadata(api):
     request = Req(
-        response_count=3, response_size=1,
-        initial_metadata=[Header(key="server-initial", value="one"),
-                          Header(key="server-initial-bin", binary_value=b"\x00\xff")],
-        trailing_metadata=[Header(key="server-trailing", value="two"),
-                           Header(key="server-trailing-bin", binary_value=b"\xfe\x00")],
+        response_count=3,
+        response_size=1,
+        initial_metadata=[
+            Header(key="server-initial", value="one"),
+            Header(key="server-initial-bin", binary_value=b"\x00\xff"),
+        ],
+        trailing_metadata=[
+            Header(key="server-trailing", value="two"),
+            Header(key="server-trailing-bin", binary_value=b"\xfe\x00"),
+        ],
     )
     call = api.server_stream(request, timeout=10)
     # Initial metadata is there before any message is read.
-    assert tuple(call.initial_metadata()) == (("server-initial", "one"),
-                                              ("server-initial-bin", b"\x00\xff"))
+    assert tuple(call.initial_metadata()) == (
+        ("server-initial", "one"),
+        ("server-initial-bin", b"\x00\xff"),
+    )
     assert [r.index for r in call] == [0, 1, 2]
-    assert tuple(call.trailing_metadata()) == (("server-trailing", "two"),
-                                               ("server-trailing-bin", b"\xfe\x00"))
+    assert tuple(call.trailing_metadata()) == (
+        ("server-trailing", "two"),
+        ("server-trailing-bin", b"\xfe\x00"),
+    )
     assert call.code() is OK
 
 
@@ -371,8 +414,11 @@ def test_initial_metadata_arrives_before_the_first_message(channel, streaming):
     client must see the metadata while no message exists yet."""
     gate = channel.unary_stream("/%s/Stream" % Gates.SERVICE)
     call = gate(b"g1", timeout=20, metadata=(("x-echo-one", "1"), ("x-echo-two-bin", b"\x02")))
-    assert tuple(call.initial_metadata()) == (("gate", "g1"), ("x-echo-one", "1"),
-                                              ("x-echo-two-bin", b"\x02"))
+    assert tuple(call.initial_metadata()) == (
+        ("gate", "g1"),
+        ("x-echo-one", "1"),
+        ("x-echo-two-bin", b"\x02"),
+    )
     assert "g1" in streaming.gates.entered
     assert call.is_active() is True
     streaming.gates.open("g1")
@@ -384,8 +430,12 @@ def test_initial_metadata_arrives_before_the_first_message(channel, streaming):
 @pytest.mark.parametrize("details", ["gone after 3", "héllo ☃ 😀"])
 def test_server_stream_fails_after_messages(api, details, use_set_code):
     request = Req(
-        response_count=10, response_size=8, fail_after=3, use_set_code=use_set_code,
-        status_code=grpc.StatusCode.NOT_FOUND.value[0], status_details=details,
+        response_count=10,
+        response_size=8,
+        fail_after=3,
+        use_set_code=use_set_code,
+        status_code=grpc.StatusCode.NOT_FOUND.value[0],
+        status_details=details,
         initial_metadata=[Header(key="early", value="yes")],
         trailing_metadata=[Header(key="late-bin", binary_value=b"\x01\x02")],
     )
@@ -418,7 +468,8 @@ def test_server_stream_fails_after_messages(api, details, use_set_code):
 def test_server_stream_exception_after_messages(api):
     call = api.server_stream(
         Req(response_count=10, fail_after=2, raise_exception=True, status_details="kaboom ☃"),
-        timeout=10)
+        timeout=10,
+    )
     responses, error = drain(call)
     assert [r.index for r in responses] == [0, 1]
     assert error.code() is grpc.StatusCode.UNKNOWN
@@ -428,7 +479,8 @@ def test_server_stream_exception_after_messages(api):
 def test_server_stream_exception_before_first_message(api):
     call = api.server_stream(
         Req(response_count=10, fail_after=0, raise_exception=True, status_details="early"),
-        timeout=10)
+        timeout=10,
+    )
     responses, error = drain(call)
     assert responses == []
     assert error.code() is grpc.StatusCode.UNKNOWN
@@ -438,8 +490,9 @@ def test_server_stream_exception_before_first_message(api):
 
 def test_many_concurrent_server_streams_interleave(stub):
     """200 streams on one channel, read round-robin one message at a time."""
-    calls = [stub.ServerStream(Req(response_count=10, response_size=i), timeout=30)
-             for i in range(200)]
+    calls = [
+        stub.ServerStream(Req(response_count=10, response_size=i), timeout=30) for i in range(200)
+    ]
     for index in range(10):
         for size, call in enumerate(calls):
             response = next(call)
@@ -472,9 +525,11 @@ def test_client_stream_from_a_generator_and_of_zero_requests(api):
 
 
 def test_client_stream_with_call(api):
-    first = Req(message="first",
-                initial_metadata=[Header(key="server-initial", value="i")],
-                trailing_metadata=[Header(key="server-trailing-bin", binary_value=b"\x00t")])
+    first = Req(
+        message="first",
+        initial_metadata=[Header(key="server-initial", value="i")],
+        trailing_metadata=[Header(key="server-trailing-bin", binary_value=b"\x00t")],
+    )
     summary, call = api.client_stream.with_call(iter([first] + _requests(2)), timeout=10)
     assert summary.count == 3
     assert list(summary.messages) == ["first", "m0", "m1"]
@@ -503,8 +558,9 @@ def test_client_stream_future(api, hub):
 
 def test_client_stream_future_result_timeout(stub, releases):
     release = releases()
-    future = stub.ClientStream.future(held(Req(message="a"), release, [Req(message="b")]),
-                                      timeout=30)
+    future = stub.ClientStream.future(
+        held(Req(message="a"), release, [Req(message="b")]), timeout=30
+    )
     with pytest.raises(grpc.FutureTimeoutError):
         future.result(timeout=0.05)
     assert future.done() is False
@@ -515,9 +571,13 @@ def test_client_stream_future_result_timeout(stub, releases):
 
 @pytest.mark.parametrize("use_set_code", [False, True], ids=["abort", "set_code"])
 def test_client_stream_fails_after_requests(api, use_set_code):
-    first = Req(fail_after=3, status_code=grpc.StatusCode.FAILED_PRECONDITION.value[0],
-                status_details="three is enough", use_set_code=use_set_code,
-                trailing_metadata=[Header(key="why", value="limit")])
+    first = Req(
+        fail_after=3,
+        status_code=grpc.StatusCode.FAILED_PRECONDITION.value[0],
+        status_details="three is enough",
+        use_set_code=use_set_code,
+        trailing_metadata=[Header(key="why", value="limit")],
+    )
     with pytest.raises(grpc.RpcError) as raised:
         api.client_stream(iter([first] + _requests(5)), timeout=10)
     assert raised.value.code() is grpc.StatusCode.FAILED_PRECONDITION
@@ -548,7 +608,8 @@ def test_bidi_echo(api):
     call = api.bidi(iter(requests), timeout=10)
     responses = list(call)
     assert [(r.index, r.message, r.payload) for r in responses] == [
-        (i, q.message, q.payload) for i, q in enumerate(requests)]
+        (i, q.message, q.payload) for i, q in enumerate(requests)
+    ]
     assert call.code() is OK
 
 
@@ -593,9 +654,15 @@ def test_bidi_server_ends_early(api, releases):
 
 @pytest.mark.parametrize("use_set_code", [False, True], ids=["abort", "set_code"])
 def test_bidi_fails_after_responses(api, use_set_code):
-    requests = [Req(message="x", fail_after=2, use_set_code=use_set_code,
-                    status_code=grpc.StatusCode.PERMISSION_DENIED.value[0],
-                    status_details="no more")] + [Req(message="y")] * 4
+    requests = [
+        Req(
+            message="x",
+            fail_after=2,
+            use_set_code=use_set_code,
+            status_code=grpc.StatusCode.PERMISSION_DENIED.value[0],
+            status_details="no more",
+        )
+    ] + [Req(message="y")] * 4
     call = api.bidi(iter(requests), timeout=10)
     responses, error = drain(call)
     assert [r.message for r in responses] == ["x", "y"]
@@ -605,7 +672,8 @@ def test_bidi_fails_after_responses(api, use_set_code):
 
 def test_bidi_handler_exception(api):
     requests = [Req(message="x", fail_after=1, raise_exception=True, status_details="bad")] + [
-        Req(message="y")] * 3
+        Req(message="y")
+    ] * 3
     responses, error = drain(api.bidi(iter(requests), timeout=10))
     assert [r.message for r in responses] == ["x"]
     assert error.code() is grpc.StatusCode.UNKNOWN
@@ -613,8 +681,11 @@ def test_bidi_handler_exception(api):
 
 
 def test_bidi_metadata(api):
-    first = Req(message="m", initial_metadata=[Header(key="bidi-initial", value="i")],
-                trailing_metadata=[Header(key="bidi-trailing", value="t")])
+    first = Req(
+        message="m",
+        initial_metadata=[Header(key="bidi-initial", value="i")],
+        trailing_metadata=[Header(key="bidi-trailing", value="t")],
+    )
     call = api.bidi(iter([first, Req(message="n")]), timeout=10)
     assert tuple(call.initial_metadata()) == (("bidi-initial", "i"),)
     assert [r.message for r in call] == ["m", "n"]
@@ -672,12 +743,15 @@ def _start_block(channel, kind, key, mode, release, timeout=None, max_responses=
     path = "/%s/Block" % SERVICE
     if kind == "unary_stream":
         return channel.unary_stream(path, Block.SerializeToString, Resp.FromString)(
-            request, timeout=timeout)
+            request, timeout=timeout
+        )
     if kind == "stream_stream":
         return channel.stream_stream(path, Block.SerializeToString, Resp.FromString)(
-            held(request, release), timeout=timeout)
+            held(request, release), timeout=timeout
+        )
     return channel.stream_unary(path, Block.SerializeToString, Resp.FromString).future(
-        held(request, release), timeout=timeout)
+        held(request, release), timeout=timeout
+    )
 
 
 # (client kind, Block mode): where the handler is parked when the call ends.
@@ -761,8 +835,9 @@ def test_deadline_mid_stream(kind, mode, channel, streaming, hub, releases):
 
 
 def test_deadline_mid_server_stream_after_messages(stub):
-    call = stub.ServerStream(Req(response_count=1000, response_size=10, sleep_seconds=0.05),
-                             timeout=0.5)
+    call = stub.ServerStream(
+        Req(response_count=1000, response_size=10, sleep_seconds=0.05), timeout=0.5
+    )
     responses, error = drain(call)
     assert 1 <= len(responses) < 1000
     assert [r.index for r in responses] == list(range(len(responses)))
@@ -789,7 +864,8 @@ def test_channel_close_ends_active_streams(streaming, make_channel, hub):
 def test_server_stop_ends_active_streams(green_server, make_channel, hub):
     servicer = StreamingServicer(grpc, hub.sleep)
     server = green_server(
-        register=lambda s: streaming_pb2_grpc.add_StreamingServicer_to_server(servicer, s))
+        register=lambda s: streaming_pb2_grpc.add_StreamingServicer_to_server(servicer, s)
+    )
     stub = streaming_pb2_grpc.StreamingStub(make_channel(server.target))
     key = new_key("server-stop")
     call = stub.Block(iter([Block(key=key, mode=Block.POLL)]), timeout=30)
@@ -806,10 +882,10 @@ def test_server_stop_ends_active_streams(green_server, make_channel, hub):
 def test_server_stop_with_grace_lets_streams_finish(green_server, make_channel, hub):
     servicer = StreamingServicer(grpc, hub.sleep)
     server = green_server(
-        register=lambda s: streaming_pb2_grpc.add_StreamingServicer_to_server(servicer, s))
+        register=lambda s: streaming_pb2_grpc.add_StreamingServicer_to_server(servicer, s)
+    )
     stub = streaming_pb2_grpc.StreamingStub(make_channel(server.target))
-    call = stub.ServerStream(Req(response_count=5, response_size=10, sleep_seconds=0.1),
-                             timeout=30)
+    call = stub.ServerStream(Req(response_count=5, response_size=10, sleep_seconds=0.1), timeout=30)
     assert next(call).index == 0
     stopped = server.server.stop(5)
     assert [r.index for r in call] == [1, 2, 3, 4]
@@ -825,8 +901,7 @@ class IteratorBoom(Exception):
 
 
 def _failing_requests(n):
-    for request in _requests(n):
-        yield request
+    yield from _requests(n)
     raise IteratorBoom("request iterator broke")
 
 
@@ -846,8 +921,7 @@ def test_request_iterator_raising_stream_unary(stub):
     assert error.details() == "Exception iterating requests!"
 
 
-def test_request_iterator_raising_stream_stream_cancels_the_call(stub, streaming, hub,
-                                                                releases):
+def test_request_iterator_raising_stream_stream_cancels_the_call(stub, streaming, hub, releases):
     key = new_key("iterator-raised")
     release = releases()
 
@@ -904,7 +978,7 @@ def test_request_iterator_parked_on_an_event_does_not_stall_other_calls(stub, hu
     call = stub.Bidi(requests(), timeout=30)
     assert next(call).message == "before"
     # The request iterator is parked now; other calls go on.
-    for i in range(5):
+    for _ in range(5):
         assert [r.index for r in stub.ServerStream(Req(response_count=2), timeout=10)] == [0, 1]
         assert stub.ClientStream(iter(_requests(3)), timeout=10).count == 3
     assert released == []
@@ -927,7 +1001,7 @@ def test_request_iterators_that_sleep_are_consumed_concurrently(stub, hub):
             yield Req(message="%s%d" % (tag, i))
 
     futures = [stub.ClientStream.future(requests(tag), timeout=30) for tag in "abcd"]
-    for tag, future in zip("abcd", futures):
+    for tag, future in zip("abcd", futures, strict=True):
         assert list(future.result(timeout=30).messages) == ["%s%d" % (tag, i) for i in range(6)]
     assert sorted(order) == sorted("abcd" * 6)
     assert order != sorted(order), order  # not a, a, ..., b, b, ...
@@ -938,7 +1012,8 @@ def test_streaming_starts_no_threads(green_server, make_channel, hub):
     before = set(threading.enumerate())
     servicer = StreamingServicer(grpc, hub.sleep)
     server = green_server(
-        register=lambda s: streaming_pb2_grpc.add_StreamingServicer_to_server(servicer, s))
+        register=lambda s: streaming_pb2_grpc.add_StreamingServicer_to_server(servicer, s)
+    )
     stub = streaming_pb2_grpc.StreamingStub(make_channel(server.target))
     assert len(list(stub.ServerStream(Req(response_count=3), timeout=10))) == 3
     assert stub.ClientStream(iter(_requests(3)), timeout=10).count == 3
@@ -964,16 +1039,19 @@ def test_streaming_starts_no_threads(green_server, make_channel, hub):
 
 UNARY_REQUEST_METHODS = {
     "ServerStream": (Req(response_count=0), Resp.FromString),
-    "GetObservations": (streaming_pb2.ObservationsRequest(key="none"),
-                        streaming_pb2.Observations.FromString),
+    "GetObservations": (
+        streaming_pb2.ObservationsRequest(key="none"),
+        streaming_pb2.Observations.FromString,
+    ),
 }
 
 
 @pytest.mark.parametrize("method", sorted(UNARY_REQUEST_METHODS))
 def test_unary_request_method_given_no_request(method, channel, streaming):
     request, deserializer = UNARY_REQUEST_METHODS[method]
-    raw = channel.stream_stream("/%s/%s" % (SERVICE, method),
-                                type(request).SerializeToString, deserializer)
+    raw = channel.stream_stream(
+        "/%s/%s" % (SERVICE, method), type(request).SerializeToString, deserializer
+    )
     responses, error = drain(raw(iter(()), timeout=10))
     assert responses == []
     assert error is not None
@@ -986,8 +1064,9 @@ def test_unary_request_method_given_no_request(method, channel, streaming):
 @pytest.mark.parametrize("method", sorted(UNARY_REQUEST_METHODS))
 def test_unary_request_method_given_two_requests(method, channel, streaming, support):
     request, deserializer = UNARY_REQUEST_METHODS[method]
-    raw = channel.stream_stream("/%s/%s" % (SERVICE, method),
-                                type(request).SerializeToString, deserializer)
+    raw = channel.stream_stream(
+        "/%s/%s" % (SERVICE, method), type(request).SerializeToString, deserializer
+    )
     responses, error = drain(raw(iter([request, request]), timeout=10))
     if not support.using_green:
         # grpcio reads the first request and ignores the second.
@@ -1044,8 +1123,10 @@ def stream_peer(hub, support):
     processes = []
 
     def start(*args):
-        process = hub.start_process([sys.executable, STREAM_PEER, "--impl", support.impl, *args],
-                                    env=_stream_peer_env(support.impl))
+        process = hub.start_process(
+            [sys.executable, STREAM_PEER, "--impl", support.impl, *args],
+            env=_stream_peer_env(support.impl),
+        )
         processes.append(process)
         return process
 
@@ -1136,10 +1217,15 @@ def test_no_leak_streaming_calls(green_server, make_channel, hub, support):
     servicer = StreamingServicer(grpc, hub.sleep)
     server = green_server(
         register=lambda s: streaming_pb2_grpc.add_StreamingServicer_to_server(servicer, s),
-        grpcio_workers=4)
+        grpcio_workers=4,
+    )
     stub = streaming_pb2_grpc.StreamingStub(make_channel(server.target))
-    aborting = Req(response_count=5, fail_after=2, status_code=grpc.StatusCode.NOT_FOUND.value[0],
-                   status_details="gone")
+    aborting = Req(
+        response_count=5,
+        fail_after=2,
+        status_code=grpc.StatusCode.NOT_FOUND.value[0],
+        status_details="gone",
+    )
     requests = _requests(5)
 
     def run(n):

@@ -58,16 +58,20 @@ def _raise_value_error(_):
     raise ValueError("codec failed")
 
 
-@pytest.mark.parametrize("codec,details", [
-    ("request_serializer", "Exception serializing request!"),
-    ("response_deserializer", "Exception deserializing response!"),
-])
+@pytest.mark.parametrize(
+    "codec,details",
+    [
+        ("request_serializer", "Exception serializing request!"),
+        ("response_deserializer", "Exception deserializing response!"),
+    ],
+)
 def test_codec_failure_is_internal(codec, details, echo_server, make_channel, support):
     """grpcio: RpcError INTERNAL with these details from every way of calling;
     the channel goes on serving."""
     channel = make_channel(echo_server.target)
-    identity = channel.unary_unary("/%s/Identity" % support.RAW_SERVICE,
-                                   **{codec: _raise_value_error})
+    identity = channel.unary_unary(
+        "/%s/Identity" % support.RAW_SERVICE, **{codec: _raise_value_error}
+    )
     for invoke in (identity, identity.with_call, lambda r, **kw: identity.future(r, **kw).result()):
         error = support.rpc_error(invoke, b"x", timeout=10)
         assert error.code() is grpc.StatusCode.INTERNAL
@@ -83,8 +87,17 @@ def test_call_arguments_as_grpcio(echo_server, make_channel, support):
     channel = make_channel(echo_server.target)
     identity = channel.unary_unary("/%s/Identity" % support.RAW_SERVICE)
     assert identity(b"a", 10, None, None, None, None) == b"a"
-    assert identity(request=b"b", timeout=10, metadata=(("k", "v"),), credentials=None,
-                    wait_for_ready=False, compression=None) == b"b"
+    assert (
+        identity(
+            request=b"b",
+            timeout=10,
+            metadata=(("k", "v"),),
+            credentials=None,
+            wait_for_ready=False,
+            compression=None,
+        )
+        == b"b"
+    )
     with pytest.raises(TypeError):
         identity(b"c", no_such_argument=1)
     with pytest.raises(TypeError):
@@ -254,8 +267,13 @@ def test_metadata_both_ways(echo_stub, echo_server):
     assert "user-agent" in keys
     for key in keys:
         assert not key.startswith(":"), key
-        assert key not in ("content-type", "te", "grpc-timeout", "grpc-encoding",
-                           "grpc-accept-encoding"), key
+        assert key not in (
+            "content-type",
+            "te",
+            "grpc-timeout",
+            "grpc-encoding",
+            "grpc-accept-encoding",
+        ), key
 
 
 def test_metadata_repeated_keys_keep_order(echo_stub, echo_server):
@@ -374,13 +392,17 @@ DETAILS = [
 ]
 
 
-@pytest.mark.parametrize("details", DETAILS, ids=["spaces", "newlines", "percent", "bmp",
-                                                  "non-bmp", "empty"])
+@pytest.mark.parametrize(
+    "details", DETAILS, ids=["spaces", "newlines", "percent", "bmp", "non-bmp", "empty"]
+)
 def test_details_round_trip_exactly(echo_stub, details, support):
     error = support.rpc_error(
         echo_stub.Echo,
-        Echo(status_code=grpc.StatusCode.FAILED_PRECONDITION.value[0],
-             status_details=details, use_abort=True),
+        Echo(
+            status_code=grpc.StatusCode.FAILED_PRECONDITION.value[0],
+            status_details=details,
+            use_abort=True,
+        ),
     )
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert error.details() == details
@@ -439,12 +461,15 @@ def _context_probe_handlers():
 
     return grpc.method_handlers_generic_handler(
         "grpc_green.testing.Context",
-        {name: grpc.unary_unary_rpc_method_handler(fn) for name, fn in [
-            ("AbortWithStatus", abort_with_status),
-            ("AbortOk", abort_ok),
-            ("CodeAndDetails", code_and_details),
-            ("SwallowedAbort", after_abort),
-        ]},
+        {
+            name: grpc.unary_unary_rpc_method_handler(fn)
+            for name, fn in [
+                ("AbortWithStatus", abort_with_status),
+                ("AbortOk", abort_ok),
+                ("CodeAndDetails", code_and_details),
+                ("SwallowedAbort", after_abort),
+            ]
+        },
     )
 
 
@@ -456,22 +481,25 @@ def context_channel(green_server, make_channel, support):
 
 def test_abort_with_status(context_channel, support):
     error = support.rpc_error(
-        context_channel.unary_unary("/grpc_green.testing.Context/AbortWithStatus"), b"")
+        context_channel.unary_unary("/grpc_green.testing.Context/AbortWithStatus"), b""
+    )
     assert error.code() is grpc.StatusCode.OUT_OF_RANGE
     assert error.details() == "with status ☃"
     assert tuple(error.trailing_metadata()) == (("status-extra", "v"),)
 
 
 def test_abort_with_ok_becomes_unknown(context_channel, support):
-    error = support.rpc_error(context_channel.unary_unary("/grpc_green.testing.Context/AbortOk"),
-                              b"")
+    error = support.rpc_error(
+        context_channel.unary_unary("/grpc_green.testing.Context/AbortOk"), b""
+    )
     assert error.code() is grpc.StatusCode.UNKNOWN
     assert error.details() == ""
 
 
 def test_swallowed_abort_still_fails_the_rpc(context_channel, support):
     error = support.rpc_error(
-        context_channel.unary_unary("/grpc_green.testing.Context/SwallowedAbort"), b"")
+        context_channel.unary_unary("/grpc_green.testing.Context/SwallowedAbort"), b""
+    )
     assert error.code() is grpc.StatusCode.PERMISSION_DENIED
     assert error.details() == "denied"
 
@@ -479,7 +507,8 @@ def test_swallowed_abort_still_fails_the_rpc(context_channel, support):
 def test_context_code_and_details_accessors(context_channel, support):
     """grpcio: code() is None until set; details() is None, then *bytes*."""
     error = support.rpc_error(
-        context_channel.unary_unary("/grpc_green.testing.Context/CodeAndDetails"), b"")
+        context_channel.unary_unary("/grpc_green.testing.Context/CodeAndDetails"), b""
+    )
     assert error.code() is grpc.StatusCode.NOT_FOUND
     assert error.details() == "looked everywhere"
     trailing = dict(error.trailing_metadata())
@@ -489,7 +518,8 @@ def test_context_code_and_details_accessors(context_channel, support):
 
 def test_handler_exception_is_unknown_and_server_keeps_serving(echo_stub, support):
     error = support.rpc_error(
-        echo_stub.Echo, Echo(raise_exception=True, exception_message="kaboom ☃"))
+        echo_stub.Echo, Echo(raise_exception=True, exception_message="kaboom ☃")
+    )
     assert error.code() is grpc.StatusCode.UNKNOWN
     assert error.details() == "Exception calling application: kaboom ☃"
     assert_serving(echo_stub)
@@ -504,7 +534,8 @@ def test_unimplemented_method_in_servicer(echo_stub, support):
 
 def test_unknown_method(echo_stub, echo_channel, support):
     error = support.rpc_error(
-        echo_channel.unary_unary("/grpc_green.testing.TestService/NoSuchMethod"), b"")
+        echo_channel.unary_unary("/grpc_green.testing.TestService/NoSuchMethod"), b""
+    )
     assert error.code() is grpc.StatusCode.UNIMPLEMENTED
     assert error.details() == "Method not found!"
     assert_serving(echo_stub)
@@ -553,8 +584,9 @@ def test_thousand_greenlets_share_one_channel(echo_stub, echo_server, hub):
     count = 1000
 
     def call(i):
-        request = Echo(message="call %d" % i, payload=i.to_bytes(4, "big") * (i % 7 + 1),
-                       sleep_seconds=0.02)
+        request = Echo(
+            message="call %d" % i, payload=i.to_bytes(4, "big") * (i % 7 + 1), sleep_seconds=0.02
+        )
         return echo_stub.Echo(request, timeout=30)
 
     started = time.monotonic()
@@ -610,7 +642,8 @@ class Greeter(helloworld_pb2_grpc.GreeterServicer):
 def test_generated_helloworld_stub(green_server, make_channel, grpc_mod):
     assert helloworld_pb2_grpc.grpc.server is grpc_mod.server
     server = green_server(
-        register=lambda s: helloworld_pb2_grpc.add_GreeterServicer_to_server(Greeter(), s))
+        register=lambda s: helloworld_pb2_grpc.add_GreeterServicer_to_server(Greeter(), s)
+    )
     stub = helloworld_pb2_grpc.GreeterStub(make_channel(server.target))
     assert stub.SayHello(helloworld_pb2.HelloRequest(name="you")).message == "Hello, you!"
     reply, call = stub.SayHello.with_call(helloworld_pb2.HelloRequest(name="ünïcode"))

@@ -55,6 +55,7 @@ always ends with os._exit, without closing its channel: a stalled gRPC
 runtime need not let go, and teardown is not measured.
 bench/client.py generates bench/_gen/echo_pb2.py before starting it.
 """
+
 import argparse
 import json
 import os
@@ -78,17 +79,33 @@ def parse_args():
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--payload-bytes", type=int, default=16)
     ap.add_argument("--server-pid", type=int, default=None)
-    ap.add_argument("--min-seconds", type=float, default=0.0,
-                    help="a measured run shorter than this is repeated with more calls/messages")
+    ap.add_argument(
+        "--min-seconds",
+        type=float,
+        default=0.0,
+        help="a measured run shorter than this is repeated with more calls/messages",
+    )
     ap.add_argument("--callers", type=int, default=64, help="concurrent: number of callers")
     ap.add_argument("--window", type=float, default=2.0, help="concurrent: measured seconds")
-    ap.add_argument("--warmup-seconds", type=float, default=0.5,
-                    help="concurrent: seconds of calls before the window")
-    ap.add_argument("--gevent-threadpool", type=int, default=None,
-                    help="grpcio_gevent: gevent hub thread pool maxsize (default: gevent's)")
-    ap.add_argument("--hard-limit", type=float, default=120.0,
-                    help="the whole process gives up (exit 3) this many seconds after start; "
-                         "streaming calls get a deadline 3 s shorter (unary calls: 10 s each)")
+    ap.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=0.5,
+        help="concurrent: seconds of calls before the window",
+    )
+    ap.add_argument(
+        "--gevent-threadpool",
+        type=int,
+        default=None,
+        help="grpcio_gevent: gevent hub thread pool maxsize (default: gevent's)",
+    )
+    ap.add_argument(
+        "--hard-limit",
+        type=float,
+        default=120.0,
+        help="the whole process gives up (exit 3) this many seconds after start; "
+        "streaming calls get a deadline 3 s shorter (unary calls: 10 s each)",
+    )
     args = ap.parse_args()
     if args.count < 1 or args.warmup < 0 or args.callers < 1 or args.window <= 0:
         ap.error("--count, --callers must be >= 1, --warmup >= 0, --window > 0")
@@ -106,21 +123,21 @@ IMPL = ARGS.impl
 # --- the implementation behind `grpc`: chosen before anything imports it ---------
 if IMPL == "grpc_green":
     sys.path.insert(0, ROOT)  # grpc_green, built in place
-    import grpc_green.monkey  # noqa: E402
+    import grpc_green.monkey
 
     grpc_green.monkey.patch_grpc()
 elif IMPL == "grpcio_gevent":
-    from gevent import monkey  # noqa: E402
+    from gevent import monkey
 
     monkey.patch_all()
-    import gevent  # noqa: E402
+    import gevent
 
     if ARGS.gevent_threadpool:
         gevent.get_hub().threadpool.maxsize = ARGS.gevent_threadpool
 import grpc  # noqa: E402
 
 if IMPL == "grpcio_gevent":
-    from grpc.experimental import gevent as grpc_gevent  # noqa: E402
+    from grpc.experimental import gevent as grpc_gevent
 
     grpc_gevent.init_gevent()
 if IMPL != "grpc_green" and ("grpc_green" in sys.modules or grpc.__name__ != "grpc"):
@@ -135,8 +152,13 @@ STALL_SECONDS = 1.0  # concurrent: no call completed for this long in the window
 # Largest measured run (--min-seconds grows runs up to this). Client-streamed
 # and bidi requests are built up front, each a Python message object of
 # about 0.5 KB.
-MAX_COUNT = {"unary": 10_000_000, "server_stream": 10_000_000,
-             "client_stream": 500_000, "bidi_pingpong": 500_000, "bidi_stream": 500_000}
+MAX_COUNT = {
+    "unary": 10_000_000,
+    "server_stream": 10_000_000,
+    "client_stream": 500_000,
+    "bidi_pingpong": 500_000,
+    "bidi_stream": 500_000,
+}
 
 
 # --- what differs between the runtimes: spawning, sleeping, a blocking mailbox ---
@@ -224,9 +246,16 @@ def watchdog():
         if left <= 0:
             break
         NATIVE_SLEEP(min(left, 0.5))
-    emit_and_exit({"impl": IMPL, "test": ARGS.test, "timed_out": True,
-                   "error": "timed out: no result %.0f s after start (phase: %s)"
-                   % (ARGS.hard_limit, PHASE["phase"])}, 3)
+    emit_and_exit(
+        {
+            "impl": IMPL,
+            "test": ARGS.test,
+            "timed_out": True,
+            "error": "timed out: no result %.0f s after start (phase: %s)"
+            % (ARGS.hard_limit, PHASE["phase"]),
+        },
+        3,
+    )
 
 
 if NATIVE_START_THREAD is not None:
@@ -283,8 +312,13 @@ def percentiles_us(latencies):
     def pct(p):
         return round(1e6 * lat[min(len(lat) - 1, int(p * len(lat)))], 1)
 
-    return {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
-            "max": round(1e6 * lat[-1], 1), "n": len(lat)}
+    return {
+        "p50": pct(0.50),
+        "p90": pct(0.90),
+        "p99": pct(0.99),
+        "max": round(1e6 * lat[-1], 1),
+        "n": len(lat),
+    }
 
 
 def multicallable(channel, test):
@@ -293,24 +327,28 @@ def multicallable(channel, test):
             "/bench.Echo/Unary",
             request_serializer=echo_pb2.EchoMsg.SerializeToString,
             response_deserializer=echo_pb2.EchoMsg.FromString,
-            _registered_method=True)
+            _registered_method=True,
+        )
     if test == "server_stream":
         return channel.unary_stream(
             "/bench.Echo/ServerStream",
             request_serializer=echo_pb2.StreamRequest.SerializeToString,
             response_deserializer=echo_pb2.EchoMsg.FromString,
-            _registered_method=True)
+            _registered_method=True,
+        )
     if test == "client_stream":
         return channel.stream_unary(
             "/bench.Echo/ClientStream",
             request_serializer=echo_pb2.EchoMsg.SerializeToString,
             response_deserializer=echo_pb2.StreamSummary.FromString,
-            _registered_method=True)
+            _registered_method=True,
+        )
     return channel.stream_stream(
         "/bench.Echo/BidiStream",
         request_serializer=echo_pb2.EchoMsg.SerializeToString,
         response_deserializer=echo_pb2.EchoMsg.FromString,
-        _registered_method=True)
+        _registered_method=True,
+    )
 
 
 # --- the count-based tests -----------------------------------------------------------
@@ -350,8 +388,10 @@ def run_server_stream(call, request, n, size, full_check, lat):
     if full_check:
         for last in responses:
             if len(last.payload) != size or index_of(last.payload) != received:
-                raise CheckFailed("message %d: %d bytes, position %d"
-                                  % (received, len(last.payload), index_of(last.payload)))
+                raise CheckFailed(
+                    "message %d: %d bytes, position %d"
+                    % (received, len(last.payload), index_of(last.payload))
+                )
             received += 1
             nbytes += size
     else:
@@ -359,17 +399,20 @@ def run_server_stream(call, request, n, size, full_check, lat):
             received += 1
             nbytes += len(last.payload)
     _check_stream_end(responses, received, nbytes, last, n, size)
-    return ("%d messages, %d bytes, %s, status OK"
-            % (received, nbytes, "every position checked" if full_check else
-               "last at position %d" % (n - 1)))
+    return "%d messages, %d bytes, %s, status OK" % (
+        received,
+        nbytes,
+        "every position checked" if full_check else "last at position %d" % (n - 1),
+    )
 
 
 def run_client_stream(call, messages, n, size, full_check, lat):
     summary = call(iter(messages), timeout=STREAM_TIMEOUT)
     if (summary.messages, summary.payload_bytes, summary.in_sequence) != (n, n * size, n):
-        raise CheckFailed("server summary: %d messages, %d bytes, %d in sequence; sent %d, %d bytes"
-                          % (summary.messages, summary.payload_bytes, summary.in_sequence,
-                             n, n * size))
+        raise CheckFailed(
+            "server summary: %d messages, %d bytes, %d in sequence; sent %d, %d bytes"
+            % (summary.messages, summary.payload_bytes, summary.in_sequence, n, n * size)
+        )
     return "server received %d messages, %d bytes, all in sequence" % (n, n * size)
 
 
@@ -421,26 +464,34 @@ def run_bidi_stream(call, messages, n, size, full_check, lat):
             received += 1
             nbytes += len(last.payload)
     _check_stream_end(responses, received, nbytes, last, n, size)
-    return ("%d messages echoed, %d bytes, %s, status OK"
-            % (received, nbytes, "every echo compared" if full_check else
-               "last at position %d" % (n - 1)))
+    return "%d messages echoed, %d bytes, %s, status OK" % (
+        received,
+        nbytes,
+        "every echo compared" if full_check else "last at position %d" % (n - 1),
+    )
 
 
 def _check_stream_end(responses, received, nbytes, last, n, size):
     if received != n or nbytes != n * size:
-        raise CheckFailed("received %d messages / %d bytes, expected %d / %d"
-                          % (received, nbytes, n, n * size))
+        raise CheckFailed(
+            "received %d messages / %d bytes, expected %d / %d" % (received, nbytes, n, n * size)
+        )
     if last is not None and index_of(last.payload) != n - 1:
-        raise CheckFailed("last message at position %d, expected %d"
-                          % (index_of(last.payload), n - 1))
+        raise CheckFailed(
+            "last message at position %d, expected %d" % (index_of(last.payload), n - 1)
+        )
     code = responses.code()
     if code != grpc.StatusCode.OK:
         raise CheckFailed("stream ended with %s" % code)
 
 
-RUNNERS = {"unary": run_unary, "server_stream": run_server_stream,
-           "client_stream": run_client_stream, "bidi_pingpong": run_bidi_pingpong,
-           "bidi_stream": run_bidi_stream}
+RUNNERS = {
+    "unary": run_unary,
+    "server_stream": run_server_stream,
+    "client_stream": run_client_stream,
+    "bidi_pingpong": run_bidi_pingpong,
+    "bidi_stream": run_bidi_stream,
+}
 HAS_LATENCY = ("unary", "concurrent", "bidi_pingpong")
 
 
@@ -471,8 +522,9 @@ def measure_counted(call, out):
             break
         # Too short to time well: it counts as more warm-up; go again, longer.
         out["short_runs"].append({"count": count, "seconds": wall})
-        count = min(MAX_COUNT[ARGS.test],
-                    int(count * max(2.0, 1.3 * ARGS.min_seconds / max(wall, 1e-3))))
+        count = min(
+            MAX_COUNT[ARGS.test], int(count * max(2.0, 1.3 * ARGS.min_seconds / max(wall, 1e-3)))
+        )
     out["count"] = count
     return wall, cpu, srv0, srv1, busy0, busy1, lat
 
@@ -491,7 +543,7 @@ def measure_concurrent(call, out):
     clock = time.perf_counter
 
     def caller(i):
-        request = echo_pb2.EchoMsg(payload=(i.to_bytes(4, "big") + pad)[:ARGS.payload_bytes])
+        request = echo_pb2.EchoMsg(payload=(i.to_bytes(4, "big") + pad)[: ARGS.payload_bytes])
         payload = request.payload
         mine = lats[i]
         while not state["stop"]:
@@ -499,9 +551,14 @@ def measure_concurrent(call, out):
             try:
                 reply = call(request, timeout=UNARY_TIMEOUT)
             except Exception as e:  # noqa: BLE001 -- reported; this caller stops
-                errors.append("caller %d: %s: %s" % (
-                    i, type(e).__name__,
-                    e.details() if hasattr(e, "details") and callable(e.details) else e))
+                errors.append(
+                    "caller %d: %s: %s"
+                    % (
+                        i,
+                        type(e).__name__,
+                        e.details() if hasattr(e, "details") and callable(e.details) else e,
+                    )
+                )
                 return
             dt = clock() - t
             if reply.payload != payload:
@@ -555,17 +612,18 @@ def measure_concurrent(call, out):
     out["longest_no_progress_s"] = round(longest, 2)
     out["callers_unfinished"] = unfinished
     out["calls_before_window"] = ops0
-    out["check"] = ("%d calls in the window, every reply echoed its caller's payload"
-                    % ops)
+    out["check"] = "%d calls in the window, every reply echoed its caller's payload" % ops
     stalled = ops == 0 or longest >= STALL_SECONDS or unfinished > 0
     if errors:
         out["errors"] = errors[:5]
         out["error_count"] = len(errors)
     if stalled:
         out["stalled"] = True
-        out["stall"] = ("%d calls in the %.1f s window (%d before it), none for %.2f s; "
-                        "%d of %d callers still inside a call %.0f s after it"
-                        % (ops, wall, ops0, longest, unfinished, n_callers, JOIN_SECONDS))
+        out["stall"] = (
+            "%d calls in the %.1f s window (%d before it), none for %.2f s; "
+            "%d of %d callers still inside a call %.0f s after it"
+            % (ops, wall, ops0, longest, unfinished, n_callers, JOIN_SECONDS)
+        )
     if errors and not stalled:
         raise CheckFailed("%d callers failed; first: %s" % (len(errors), errors[0]))
     return wall, cpu, srv0, srv1, busy0, busy1, [x for lst in lats for x in lst]
@@ -573,9 +631,15 @@ def measure_concurrent(call, out):
 
 def main():
     size = ARGS.payload_bytes
-    out = {"impl": IMPL, "test": ARGS.test, "count": ARGS.count,
-           "warmup": ARGS.warmup, "payload_bytes": size,
-           "grpc_module": grpc.__name__, "grpc_version": grpc.__version__}
+    out = {
+        "impl": IMPL,
+        "test": ARGS.test,
+        "count": ARGS.count,
+        "warmup": ARGS.warmup,
+        "payload_bytes": size,
+        "grpc_module": grpc.__name__,
+        "grpc_version": grpc.__version__,
+    }
     if IMPL == "grpcio_gevent":
         out["gevent_version"] = gevent.__version__
         out["gevent_threadpool_maxsize"] = gevent.get_hub().threadpool.maxsize
@@ -597,9 +661,15 @@ def main():
     if "error" in out:
         emit_and_exit(out, 1)
     count = out["count"]
-    out.update({"seconds": wall, "per_s": count / wall, "client_cpu_s": cpu,
-                "client_cpu_share": cpu / wall,
-                "client_cpu_us_per_op": cpu / count * 1e6 if count else None})
+    out.update(
+        {
+            "seconds": wall,
+            "per_s": count / wall,
+            "client_cpu_s": cpu,
+            "client_cpu_share": cpu / wall,
+            "client_cpu_us_per_op": cpu / count * 1e6 if count else None,
+        }
+    )
     if ARGS.test in HAS_LATENCY:
         out["latency_us"] = percentiles_us(lat)
     if srv0 is not None and srv1 is not None:
@@ -609,8 +679,9 @@ def main():
         # Everything else the machine ran meanwhile (other processes, the
         # kernel's own threads), in cores; 10 ms resolution like the server's.
         out["machine_busy_cores"] = (busy1 - busy0) / wall
-        out["other_busy_cores"] = max(0.0, busy1 - busy0 - cpu
-                                      - out.get("server_cpu_s", 0.0)) / wall
+        out["other_busy_cores"] = (
+            max(0.0, busy1 - busy0 - cpu - out.get("server_cpu_s", 0.0)) / wall
+        )
     # No channel.close(): teardown is not measured, and a stalled runtime may
     # never finish it; os._exit closes the connection.
     emit_and_exit(out, 0)

@@ -21,6 +21,7 @@ what runs (module, version, hub) on the second, then serves until killed.
 bench/run.py generates bench/_gen/echo_pb2.py before starting it; to run by
 hand:  python -m grpc_tools.protoc -Ibench --python_out=bench/_gen bench/echo.proto
 """
+
 import os
 import sys
 
@@ -51,11 +52,11 @@ import json  # noqa: E402
 from concurrent import futures  # noqa: E402
 
 if MODE == "grpc_green":
-    import grpc_green as grpc  # noqa: E402
+    import grpc_green as grpc
 else:
-    import grpc  # noqa: E402
+    import grpc
 if MODE == "grpcio_gevent":
-    from grpc.experimental import gevent as grpc_gevent  # noqa: E402
+    from grpc.experimental import gevent as grpc_gevent
 
     grpc_gevent.init_gevent()
 import echo_pb2  # noqa: E402
@@ -84,8 +85,12 @@ def generic_handler(behaviour):
 
 def describe():
     """What really runs: checked here, reported to run.py on stdout line 2."""
-    info = {"mode": MODE, "grpc_module": grpc.__name__,
-            "version": getattr(grpc, "__version__", None), "hub": None}
+    info = {
+        "mode": MODE,
+        "grpc_module": grpc.__name__,
+        "version": getattr(grpc, "__version__", None),
+        "hub": None,
+    }
     if MODE.startswith("grpc_green"):
         import grpc_green.hub
 

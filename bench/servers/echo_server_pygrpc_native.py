@@ -30,6 +30,7 @@ what runs on the second (as echo_server.py does), then serves until killed.
 bench/run.py generates bench/_gen/echo_pb2.py before starting it; to run by
 hand:  python -m grpc_tools.protoc -Ibench --python_out=bench/_gen bench/echo.proto
 """
+
 import json
 import os
 import sys
@@ -39,9 +40,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_HERE, "..", "_gen"))
 # The repository root is not put on sys.path: nothing of grpc_green is imported.
 
+import echo_pb2  # noqa: E402
 import grpc  # noqa: E402  (grpcio: pygrpc-native uses its types and helpers)
 import pygrpc_native  # noqa: E402
-import echo_pb2  # noqa: E402
 
 MODE = "pygrpc_native"
 MAX_WORKERS = 16  # as the grpcio sync row (echo_server.py grpcio_sync)
@@ -75,18 +76,27 @@ def describe(server):
     fallback = getattr(server, "_fallback", "unknown")
     table = [path for path, _ in getattr(server, "_table", [])]
     if fallback is not None or "/bench.Echo/Unary" not in table:
-        sys.exit("%s: /bench.Echo/Unary is not served natively (native methods %s, "
-                 "grpcio fallback server %r)" % (MODE, table, fallback))
-    return {"mode": MODE, "grpc_module": pygrpc_native.__name__,
-            "version": pygrpc_native.__version__, "grpcio": grpc.__version__,
-            "hub": None, "io_threads": IO_THREADS,
-            "executor_max_workers": MAX_WORKERS, "native_methods": table,
-            "grpcio_fallback_server": False}
+        sys.exit(
+            "%s: /bench.Echo/Unary is not served natively (native methods %s, "
+            "grpcio fallback server %r)" % (MODE, table, fallback)
+        )
+    return {
+        "mode": MODE,
+        "grpc_module": pygrpc_native.__name__,
+        "version": pygrpc_native.__version__,
+        "grpcio": grpc.__version__,
+        "hub": None,
+        "io_threads": IO_THREADS,
+        "executor_max_workers": MAX_WORKERS,
+        "native_methods": table,
+        "grpcio_fallback_server": False,
+    }
 
 
 def main():
-    server = pygrpc_native.Server(futures.ThreadPoolExecutor(max_workers=MAX_WORKERS),
-                                  io_threads=IO_THREADS)
+    server = pygrpc_native.Server(
+        futures.ThreadPoolExecutor(max_workers=MAX_WORKERS), io_threads=IO_THREADS
+    )
     handlers = method_handlers()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", handlers),))
     server.add_registered_method_handlers("bench.Echo", handlers)

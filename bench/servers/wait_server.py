@@ -23,6 +23,7 @@ serves until killed. RLIMIT_NOFILE is raised to its hard limit.
 bench/concurrency.py and bench/memory.py generate bench/_gen/echo_pb2.py
 before starting it.
 """
+
 import json
 import os
 import resource
@@ -36,17 +37,17 @@ sys.path.insert(0, os.path.join(_HERE, "..", ".."))  # repo root (in-place build
 
 IMPL = sys.argv[1] if len(sys.argv) > 1 else None
 if IMPL == "grpc_green":
-    import grpc_green as grpc  # noqa: E402
-    import grpc_green.hub  # noqa: E402
+    import grpc_green as grpc
+    import grpc_green.hub
 
     wait = grpc_green.hub.sleep
 
     def background(fn):
         grpc_green.hub.spawn(fn)
 elif IMPL == "grpcio_sync":
-    import time  # noqa: E402
+    import time
 
-    import grpc  # noqa: E402
+    import grpc
 
     wait = time.sleep
 
@@ -114,17 +115,26 @@ def main():
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     server = grpc.server(futures.ThreadPoolExecutor())
-    codec = dict(request_deserializer=EchoMsg.FromString,
-                 response_serializer=EchoMsg.SerializeToString)
-    server.add_generic_rpc_handlers((
-        grpc.method_handlers_generic_handler("bench.Echo", {
-            "Unary": grpc.unary_unary_rpc_method_handler(unary, **codec),
-            "BidiStream": grpc.stream_stream_rpc_method_handler(bidi, **codec),
-        }),
-        grpc.method_handlers_generic_handler("bench.Slow", {
-            "Wait": grpc.unary_unary_rpc_method_handler(slow, **codec),
-        }),
-    ))
+    codec = dict(
+        request_deserializer=EchoMsg.FromString, response_serializer=EchoMsg.SerializeToString
+    )
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "bench.Echo",
+                {
+                    "Unary": grpc.unary_unary_rpc_method_handler(unary, **codec),
+                    "BidiStream": grpc.stream_stream_rpc_method_handler(bidi, **codec),
+                },
+            ),
+            grpc.method_handlers_generic_handler(
+                "bench.Slow",
+                {
+                    "Wait": grpc.unary_unary_rpc_method_handler(slow, **codec),
+                },
+            ),
+        )
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     if not port:
         sys.exit("could not bind 127.0.0.1:0")

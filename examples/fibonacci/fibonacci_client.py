@@ -15,9 +15,9 @@ import grpc_green.monkey
 
 grpc_green.monkey.patch_grpc()
 
-import grpc  # noqa: E402  (grpc_green under grpcio's name)
 import fibonacci_pb2  # noqa: E402
 import fibonacci_pb2_grpc  # noqa: E402
+import grpc  # noqa: E402  (grpc_green under grpcio's name)
 
 
 def get_sequence(stub, count):
@@ -45,8 +45,9 @@ def run(target="localhost:50051"):
         except grpc.RpcError as error:
             print("GetSequence(-1) failed: %s: %s" % (error.code().name, error.details()))
         try:
-            for number in stub.StreamSequence(fibonacci_pb2.FibonacciRequest(count=1000),
-                                              timeout=10):
+            for number in stub.StreamSequence(
+                fibonacci_pb2.FibonacciRequest(count=1000), timeout=10
+            ):
                 print("StreamSequence(1000): unexpected F(%d)" % number.index)
             print("StreamSequence(1000): unexpectedly succeeded")
         except grpc.RpcError as error:

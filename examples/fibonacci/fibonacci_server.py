@@ -19,9 +19,9 @@ import grpc_green.monkey
 
 grpc_green.monkey.patch_grpc()
 
-import grpc  # noqa: E402  (grpc_green under grpcio's name)
 import fibonacci_pb2  # noqa: E402
 import fibonacci_pb2_grpc  # noqa: E402
+import grpc  # noqa: E402  (grpc_green under grpcio's name)
 
 # F(93) is the last Fibonacci number below 2**64, so 94 numbers fit in uint64.
 MAX_COUNT = 94
@@ -38,12 +38,15 @@ def fibonacci(count):
 def check_count(request, context):
     """Aborts the RPC with INVALID_ARGUMENT unless 0 <= count <= MAX_COUNT."""
     if request.count < 0:
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                      "count must not be negative, got %d" % request.count)
+        context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, "count must not be negative, got %d" % request.count
+        )
     if request.count > MAX_COUNT:
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                      "count must be at most %d (the numbers are uint64), got %d"
-                      % (MAX_COUNT, request.count))
+        context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "count must be at most %d (the numbers are uint64), got %d"
+            % (MAX_COUNT, request.count),
+        )
 
 
 class FibonacciService(fibonacci_pb2_grpc.FibonacciServiceServicer):

@@ -32,7 +32,15 @@ EXPECTED_STREAM = [
 
 
 if __name__ == "__main__":
-    check = demo_runner.lines_check(EXPECTED, "StreamSequence(10): ", EXPECTED_STREAM,
-                                    "StreamSequence(10) printed")
-    sys.exit(demo_runner.run(HERE, PROTO, "fibonacci", check,
-                             "GetSequence and StreamSequence answered, bad counts rejected"))
+    check = demo_runner.lines_check(
+        EXPECTED, "StreamSequence(10): ", EXPECTED_STREAM, "StreamSequence(10) printed"
+    )
+    sys.exit(
+        demo_runner.run(
+            HERE,
+            PROTO,
+            "fibonacci",
+            check,
+            "GetSequence and StreamSequence answered, bad counts rejected",
+        )
+    )

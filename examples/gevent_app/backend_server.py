@@ -61,9 +61,11 @@ def serve(port="50051"):
     bound_port = server.add_insecure_port("[::]:" + port)
     server.start()
     print("Inventory backend listening on %d" % bound_port)
-    print("grpc_green runs it on the %s hub; gevent is %s"
-          % (grpc_green.hub.kind(), "imported" if "gevent" in sys.modules else "not imported"),
-          flush=True)
+    print(
+        "grpc_green runs it on the %s hub; gevent is %s"
+        % (grpc_green.hub.kind(), "imported" if "gevent" in sys.modules else "not imported"),
+        flush=True,
+    )
     server.wait_for_termination()
 
 

@@ -27,14 +27,17 @@ import grpc  # noqa: E402  (grpc_green, on gevent's hub)
 
 if grpc.__name__ != "grpc_green":
     # gevent ignores grpc=True when no plugin claims it.
-    sys.exit("frontend.py: grpc is still grpcio: gevent did not find grpc_green's "
-             "patch_all plugin (install grpc_green, or put the directory holding "
-             "grpc_green.egg-info on PYTHONPATH)")
+    sys.exit(
+        "frontend.py: grpc is still grpcio: gevent did not find grpc_green's "
+        "patch_all plugin (install grpc_green, or put the directory holding "
+        "grpc_green.egg-info on PYTHONPATH)"
+    )
 
-import grpc_green.hub  # noqa: E402
 import inventory_pb2  # noqa: E402
 import inventory_pb2_grpc  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
+
+import grpc_green.hub  # noqa: E402
 
 RPC_TIMEOUT = 10  # seconds
 # An HTTP status for each gRPC status the backend may answer with; anything
@@ -65,7 +68,7 @@ class Frontend:
                 items = self.stub.ListItems(inventory_pb2.ListRequest(), timeout=RPC_TIMEOUT)
                 status, body = "200 OK", {"items": [as_dict(item) for item in items]}
             elif path.startswith("/items/"):
-                request = inventory_pb2.ItemRequest(sku=path[len("/items/"):])
+                request = inventory_pb2.ItemRequest(sku=path[len("/items/") :])
                 item = self.stub.GetItem(request, timeout=RPC_TIMEOUT)
                 status, body = "200 OK", as_dict(item)
             else:
@@ -74,8 +77,9 @@ class Frontend:
             status = HTTP_STATUS.get(error.code(), "502 Bad Gateway")
             body = {"error": error.details(), "grpc_status": error.code().name}
         payload = json.dumps(body).encode("utf-8")
-        start_response(status, [("Content-Type", "application/json"),
-                                ("Content-Length", str(len(payload)))])
+        start_response(
+            status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+        )
         return [payload]
 
 

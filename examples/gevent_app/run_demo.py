@@ -67,8 +67,11 @@ def expect(what, answer, status, body):
 def start(script, *args):
     """Starts `script` with `args`; returns (process, the port it listens on)."""
     process = subprocess.Popen(
-        [sys.executable, str(HERE / script), *args], stdout=subprocess.PIPE,
-        text=True, env=demo_runner.child_env(HERE), cwd=str(HERE),
+        [sys.executable, str(HERE / script), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=demo_runner.child_env(HERE),
+        cwd=str(HERE),
     )
     try:
         return process, demo_runner.read_port(process)
@@ -81,8 +84,12 @@ def exercise(base):
     """The client's part: every request and every check; raises Failed."""
     expect("GET /items", get(base + "/items"), 200, {"items": CATALOG})
     print("GET /items: %d items" % len(CATALOG))
-    expect("GET /items/Z-999", get(base + "/items/Z-999"), 404,
-           {"error": "no item with SKU 'Z-999'", "grpc_status": "NOT_FOUND"})
+    expect(
+        "GET /items/Z-999",
+        get(base + "/items/Z-999"),
+        404,
+        {"error": "no item with SKU 'Z-999'", "grpc_status": "NOT_FOUND"},
+    )
     print("GET /items/Z-999: 404, NOT_FOUND from the backend")
 
     wanted = [CATALOG[i % len(CATALOG)] for i in range(REQUESTS)]
@@ -90,15 +97,17 @@ def exercise(base):
     with ThreadPoolExecutor(max_workers=REQUESTS) as pool:
         answers = list(pool.map(lambda item: get(base + "/items/" + item["sku"]), wanted))
     wall = time.monotonic() - start_time
-    for item, answer in zip(wanted, answers):
+    for item, answer in zip(wanted, answers, strict=True):
         expect("GET /items/" + item["sku"], answer, 200, item)
-    print("%d concurrent GET /items/<sku>: all answered correctly in %.2f s"
-          " (slowest %.2f s); one after another they would take %.1f s"
-          % (REQUESTS, wall, max(seconds for _, _, seconds in answers),
-             REQUESTS * LOOKUP_SECONDS))
+    print(
+        "%d concurrent GET /items/<sku>: all answered correctly in %.2f s"
+        " (slowest %.2f s); one after another they would take %.1f s"
+        % (REQUESTS, wall, max(seconds for _, _, seconds in answers), REQUESTS * LOOKUP_SECONDS)
+    )
     if wall > MAX_WALL_SECONDS:
-        raise Failed("the requests did not overlap: %.2f s, expected under %.1f s"
-                     % (wall, MAX_WALL_SECONDS))
+        raise Failed(
+            "the requests did not overlap: %.2f s, expected under %.1f s" % (wall, MAX_WALL_SECONDS)
+        )
 
 
 def stop(name, process, hub):

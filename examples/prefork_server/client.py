@@ -26,12 +26,12 @@ CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
 
 
 def run(target="localhost:50051", channels="64"):
-    opened = [grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-              for _ in range(int(channels))]
+    opened = [grpc.insecure_channel(target, options=CHANNEL_OPTIONS) for _ in range(int(channels))]
     try:
-        answers = [worker_pb2_grpc.WorkerStub(channel).GetWorker(
-                       worker_pb2.GetWorkerRequest(), timeout=10)
-                   for channel in opened]
+        answers = [
+            worker_pb2_grpc.WorkerStub(channel).GetWorker(worker_pb2.GetWorkerRequest(), timeout=10)
+            for channel in opened
+        ]
     except grpc.RpcError as error:
         print("call failed: %s: %s" % (error.code().name, error.details()))
         return 1
@@ -40,8 +40,10 @@ def run(target="localhost:50051", channels="64"):
             channel.close()
     by_worker = collections.Counter(answer.pid for answer in answers)
     connections = len({answer.peer for answer in answers})
-    print("%d channels, %d connections, answered by %d workers"
-          % (len(answers), connections, len(by_worker)))
+    print(
+        "%d channels, %d connections, answered by %d workers"
+        % (len(answers), connections, len(by_worker))
+    )
     for pid, count in sorted(by_worker.items()):
         print("worker %d answered %d channels" % (pid, count))
     return 0

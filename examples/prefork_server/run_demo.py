@@ -34,7 +34,11 @@ def run_client(env, port):
     """Runs client.py once; returns {worker pid: channels it answered}."""
     client = subprocess.run(
         [sys.executable, str(HERE / "client.py"), "localhost:%d" % port, str(CHANNELS)],
-        capture_output=True, text=True, env=env, cwd=str(HERE), timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(HERE),
+        timeout=60,
     )
     sys.stdout.write(client.stdout)
     sys.stderr.write(client.stderr)
@@ -43,11 +47,14 @@ def run_client(env, port):
     summary = "%d channels, %d connections, " % (CHANNELS, CHANNELS)
     if not client.stdout.startswith(summary):
         raise Failed("expected a summary starting %r" % summary)
-    answered = {int(pid): int(count) for pid, count in
-                re.findall(r"^worker (\d+) answered (\d+) channels$", client.stdout, re.M)}
+    answered = {
+        int(pid): int(count)
+        for pid, count in re.findall(r"^worker (\d+) answered (\d+) channels$", client.stdout, re.M)
+    }
     if sum(answered.values()) != CHANNELS:
-        raise Failed("the workers answered %d channels, expected %d"
-                     % (sum(answered.values()), CHANNELS))
+        raise Failed(
+            "the workers answered %d channels, expected %d" % (sum(answered.values()), CHANNELS)
+        )
     return answered
 
 
@@ -72,7 +79,7 @@ def stop_server(server):
         server.wait(15)
     except subprocess.TimeoutExpired:
         demo_runner.stop(server)
-        raise Failed("the server did not stop within 15 s of SIGTERM")
+        raise Failed("the server did not stop within 15 s of SIGTERM") from None
     output = server.stdout.read()
     sys.stdout.write(output)
     if server.returncode != 0:
@@ -88,7 +95,10 @@ def main():
     env = demo_runner.child_env(HERE)
     server = subprocess.Popen(
         [sys.executable, str(HERE / "server.py"), "0", str(WORKERS)],
-        stdout=subprocess.PIPE, text=True, env=env, cwd=str(HERE),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=str(HERE),
     )
     try:
         port = demo_runner.read_port(server)
@@ -102,8 +112,10 @@ def main():
         return 1
     finally:
         demo_runner.stop(server)
-    print("demo OK: %d workers share one port; %d of them answered %d channels"
-          % (WORKERS, answered_by, CHANNELS))
+    print(
+        "demo OK: %d workers share one port; %d of them answered %d channels"
+        % (WORKERS, answered_by, CHANNELS)
+    )
     return 0
 
 

@@ -62,8 +62,9 @@ def serve_worker(port, ready_fd, signal_mask):
     process is made here."""
     # grpcio runs handlers on this pool; grpc_green accepts it for
     # compatibility and runs every RPC on a greenlet instead (no threads).
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=10),
-                         options=[("grpc.so_reuseport", 1)])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=10), options=[("grpc.so_reuseport", 1)]
+    )
     worker_pb2_grpc.add_WorkerServicer_to_server(Worker(), server)
     server.add_insecure_port("[::]:%d" % port)
     server.start()
@@ -92,7 +93,7 @@ def fork_worker(port, ready_fd, signal_mask):
     try:
         serve_worker(port, ready_fd, signal_mask)
         status = 0
-    except BaseException:
+    except BaseException:  # noqa: BLE001  (printed; the worker's exit status says it failed)
         traceback.print_exc()
     finally:
         sys.stdout.flush()
@@ -126,16 +127,21 @@ def serve(port="50051", workers="4"):
             print("only %d of %d workers started" % (len(started), workers), file=sys.stderr)
             stop_workers(pids, signal.SIGTERM)
             return 1
-        print("Server listening on %d: %d workers, pids %s"
-              % (port, workers, " ".join(map(str, pids))), flush=True)
+        print(
+            "Server listening on %d: %d workers, pids %s"
+            % (port, workers, " ".join(map(str, pids))),
+            flush=True,
+        )
 
         signum = signal.sigwait(STOP_SIGNALS | {signal.SIGCHLD})
         if signum == signal.SIGCHLD:
             print("a worker exited; stopping the others", file=sys.stderr, flush=True)
             stop_workers(pids, signal.SIGTERM)
             return 1
-        print("%s: stopping workers %s" % (signal.Signals(signum).name, " ".join(map(str, pids))),
-              flush=True)
+        print(
+            "%s: stopping workers %s" % (signal.Signals(signum).name, " ".join(map(str, pids))),
+            flush=True,
+        )
         failed = stop_workers(pids, signum)
     print("all workers stopped" if not failed else "%d workers failed" % failed, flush=True)
     return 1 if failed else 0

@@ -74,8 +74,10 @@ def guide_list_features(stub):
     rectangle = route_guide_pb2.Rectangle(
         lo=make_point(37.7800, -122.4300), hi=make_point(37.8100, -122.3900)
     )
-    print("Looking for features between %s and %s"
-          % (format_point(rectangle.lo), format_point(rectangle.hi)))
+    print(
+        "Looking for features between %s and %s"
+        % (format_point(rectangle.lo), format_point(rectangle.hi))
+    )
     count = 0
     for feature in stub.ListFeatures(rectangle, timeout=10):
         count += 1

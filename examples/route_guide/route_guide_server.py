@@ -82,8 +82,11 @@ class RouteGuideServicer(route_guide_pb2_grpc.RouteGuideServicer):
         top = max(request.lo.latitude, request.hi.latitude)
         for feature in self.features:
             location = feature.location
-            if (feature.name and left <= location.longitude <= right
-                    and bottom <= location.latitude <= top):
+            if (
+                feature.name
+                and left <= location.longitude <= right
+                and bottom <= location.latitude <= top
+            ):
                 yield feature
 
     def RecordRoute(self, request_iterator, context):

@@ -39,7 +39,15 @@ EXPECTED_CHAT = [
 
 
 if __name__ == "__main__":
-    check = demo_runner.lines_check(EXPECTED, "Received message ", EXPECTED_CHAT,
-                                    "RouteChat answers were")
-    sys.exit(demo_runner.run(HERE, PROTO, "route_guide", check,
-                             "GetFeature, ListFeatures, RecordRoute and RouteChat answered"))
+    check = demo_runner.lines_check(
+        EXPECTED, "Received message ", EXPECTED_CHAT, "RouteChat answers were"
+    )
+    sys.exit(
+        demo_runner.run(
+            HERE,
+            PROTO,
+            "route_guide",
+            check,
+            "GetFeature, ListFeatures, RecordRoute and RouteChat answered",
+        )
+    )

@@ -139,9 +139,11 @@ def joinall(greenlets, timeout=30):
     """gevent.joinall that fails the scenario on a timeout and re-raises the
     first greenlet error."""
     done = gevent.joinall(greenlets, timeout=timeout)
-    check(len(done) == len(greenlets),
-          "%d of %d greenlets still running after %ss"
-          % (len(greenlets) - len(done), len(greenlets), timeout))
+    check(
+        len(done) == len(greenlets),
+        "%d of %d greenlets still running after %ss"
+        % (len(greenlets) - len(done), len(greenlets), timeout),
+    )
     for greenlet in greenlets:
         if greenlet.exception is not None:
             raise greenlet.exception

@@ -26,6 +26,7 @@ not after the handler gave up); the server handler observes the cancellation
 (is_active() False, callback ran and saw is_active() False); and the same
 channel still makes calls afterwards.
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -34,6 +35,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import _scenario as S  # noqa: E402
+
 from grpc_green import monkey as green_monkey  # noqa: E402
 
 green_monkey.patch_grpc()
@@ -44,7 +46,7 @@ import grpc  # noqa: E402
 
 SERVICE = "gevent_scenarios.Cancel"
 HANDLER_GIVES_UP = 10.0  # seconds the handler waits for the cancellation
-PROMPT = 2.0             # the caller must be interrupted well before that
+PROMPT = 2.0  # the caller must be interrupted well before that
 
 observations = {}
 
@@ -95,11 +97,14 @@ def ping(request, context):
 
 
 def handlers():
-    return grpc.method_handlers_generic_handler(SERVICE, {
-        "BlockUnary": grpc.unary_unary_rpc_method_handler(block_unary),
-        "BlockStream": grpc.unary_stream_rpc_method_handler(block_stream),
-        "Ping": grpc.unary_unary_rpc_method_handler(ping),
-    })
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "BlockUnary": grpc.unary_unary_rpc_method_handler(block_unary),
+            "BlockStream": grpc.unary_stream_rpc_method_handler(block_stream),
+            "Ping": grpc.unary_unary_rpc_method_handler(ping),
+        },
+    )
 
 
 def main(case):
@@ -168,33 +173,47 @@ def main(case):
         started = time.monotonic()
         victim.kill(block=True, timeout=5)
         S.check(victim.dead, "the victim did not die within 5 s")
-        S.check(victim.exception is None and isinstance(victim.value, greenlet.GreenletExit),
-                "the victim did not die of GreenletExit", victim.exception, victim.value)
+        S.check(
+            victim.exception is None and isinstance(victim.value, greenlet.GreenletExit),
+            "the victim did not die of GreenletExit",
+            victim.exception,
+            victim.value,
+        )
         caller["raised"] = type(victim.value).__name__
-        S.check(caller["got"] == ([] if case == "kill_unary" else ["first"]),
-                "responses before the kill", caller["got"])
+        S.check(
+            caller["got"] == ([] if case == "kill_unary" else ["first"]),
+            "responses before the kill",
+            caller["got"],
+        )
     else:
         raise SystemExit("unknown case %r" % case)
 
     if case.startswith("timeout"):
-        S.check(caller["raised"] == "Timeout", "the caller did not get its gevent.Timeout",
-                caller)
-        S.check(caller["got"] == ([] if case == "timeout_unary" else ["first"]),
-                "responses before the timeout", caller["got"])
+        S.check(caller["raised"] == "Timeout", "the caller did not get its gevent.Timeout", caller)
+        S.check(
+            caller["got"] == ([] if case == "timeout_unary" else ["first"]),
+            "responses before the timeout",
+            caller["got"],
+        )
 
     interrupted_after = time.monotonic() - started
-    S.check(interrupted_after < PROMPT, "the caller was not interrupted promptly (s)",
-            interrupted_after)
+    S.check(
+        interrupted_after < PROMPT, "the caller was not interrupted promptly (s)", interrupted_after
+    )
 
     # The server side: the handler must see the call end, long before it
     # would give up by itself.
-    S.wait_until(lambda: observations.get(key, {}).get("ended"), timeout=PROMPT,
-                 message="the handler never saw the call end")
+    S.wait_until(
+        lambda: observations.get(key, {}).get("ended"),
+        timeout=PROMPT,
+        message="the handler never saw the call end",
+    )
     obs = observations[key]
     S.check(obs["started"] and obs["active_at_start"], "handler start", obs)
     S.check(obs["saw_inactive"], "context.is_active() stayed True", obs)
-    S.wait_until(lambda: obs["callback_ran"], timeout=PROMPT,
-                 message="the add_callback callback never ran")
+    S.wait_until(
+        lambda: obs["callback_ran"], timeout=PROMPT, message="the add_callback callback never ran"
+    )
     S.check(obs["callback_saw_inactive"], "callback saw is_active() True", obs)
 
     # The channel is still good, and the interrupted call left nothing behind.
@@ -205,8 +224,13 @@ def main(case):
     channel.close()
     server.stop(None)
     obs = {k: v for k, v in obs.items() if k != "callback_at"}
-    return {"hub": kind, "case": case, "caller": caller, "server": obs,
-            "interrupted_after": interrupted_after}
+    return {
+        "hub": kind,
+        "case": case,
+        "caller": caller,
+        "server": obs,
+        "interrupted_after": interrupted_after,
+    }
 
 
 if __name__ == "__main__":

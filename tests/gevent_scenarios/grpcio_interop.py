@@ -15,6 +15,7 @@ grpcio) and calls it with grpc_green from gevent greenlets: concurrent
 echoes, metadata both ways, status codes, a deadline, and a gevent.Timeout
 around a call the peer answers slowly.
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -27,6 +28,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import _scenario as S  # noqa: E402
+
 from grpc_green import monkey as green_monkey  # noqa: E402
 
 green_monkey.patch_grpc()
@@ -84,10 +86,13 @@ class EchoServicer(testing_pb2_grpc.TestServiceServicer):
 
 
 def raw_handlers():
-    return grpc.method_handlers_generic_handler("grpc_green.testing.Raw", {
-        "Identity": grpc.unary_unary_rpc_method_handler(lambda request, context: request),
-        "Upper": grpc.unary_unary_rpc_method_handler(lambda request, context: request.upper()),
-    })
+    return grpc.method_handlers_generic_handler(
+        "grpc_green.testing.Raw",
+        {
+            "Identity": grpc.unary_unary_rpc_method_handler(lambda request, context: request),
+            "Upper": grpc.unary_unary_rpc_method_handler(lambda request, context: request.upper()),
+        },
+    )
 
 
 def from_json(value):
@@ -98,15 +103,23 @@ def from_json(value):
 
 def check_grpcio_client_results(results, servicer):
     for name, result in results.items():
-        S.check(not (isinstance(result, dict) and "crashed" in result),
-                "grpcio_client scenario %s crashed" % name, result)
+        S.check(
+            not (isinstance(result, dict) and "crashed" in result),
+            "grpcio_client scenario %s crashed" % name,
+            result,
+        )
     echo = results["echo"]
     S.check(echo["basic"]["ok"], "echo", echo["basic"])
-    S.check(from_json(echo["basic"]["response"]["payload"]) == b"\x00\x01grpcio\xff",
-            "echo payload", echo["basic"]["response"]["payload"])
+    S.check(
+        from_json(echo["basic"]["response"]["payload"]) == b"\x00\x01grpcio\xff",
+        "echo payload",
+        echo["basic"]["response"]["payload"],
+    )
     S.check(echo["basic"]["response"]["message"] == "héllo 😀", "echo message")
-    S.check(echo["large"]["ok"] and from_json(echo["large"]["response"]["payload"])
-            == BINARY * 4096, "large echo")
+    S.check(
+        echo["large"]["ok"] and from_json(echo["large"]["response"]["payload"]) == BINARY * 4096,
+        "large echo",
+    )
     S.check(from_json(echo["raw_upper"]["response"]) == b"ABC", "raw upper")
 
     call = results["metadata"]["call"]
@@ -114,45 +127,78 @@ def check_grpcio_client_results(results, servicer):
     sent = [(k, from_json(v)) for k, v in results["metadata"]["sent"]]
     initial = [(k, from_json(v)) for k, v in call["initial_metadata"]]
     trailing = [(k, from_json(v)) for k, v in call["trailing_metadata"]]
-    S.check(initial == [("server-initial", "from server"),
-                        ("server-initial-bin", b"\x00\xffinit")]
-            + [("initial-" + k, v) for k, v in sent], "initial metadata", initial)
-    S.check(trailing == [("server-trailing", "trailer value"),
-                         ("server-trailing-bin", b"\xfe\x00trail")]
-            + [("trailing-" + k, v) for k, v in sent], "trailing metadata", trailing)
+    S.check(
+        initial
+        == [("server-initial", "from server"), ("server-initial-bin", b"\x00\xffinit")]
+        + [("initial-" + k, v) for k, v in sent],
+        "initial metadata",
+        initial,
+    )
+    S.check(
+        trailing
+        == [("server-trailing", "trailer value"), ("server-trailing-bin", b"\xfe\x00trail")]
+        + [("trailing-" + k, v) for k, v in sent],
+        "trailing metadata",
+        trailing,
+    )
 
     for case in results["status"]:
         got = (case["call"]["code"], case["call"]["details"])
-        S.check(not case["call"]["ok"] and got == (case["code"], case["details"]),
-                "status case", case)
+        S.check(
+            not case["call"]["ok"] and got == (case["code"], case["details"]), "status case", case
+        )
 
     exc = results["exception"]
-    S.check((exc["raise"]["code"], exc["raise"]["details"])
-            == ("UNKNOWN", "Exception calling application: kaboom ☃"), "exception", exc)
+    S.check(
+        (exc["raise"]["code"], exc["raise"]["details"])
+        == ("UNKNOWN", "Exception calling application: kaboom ☃"),
+        "exception",
+        exc,
+    )
 
     deadline = results["deadline"]
-    S.check((deadline["exceeded"]["code"], deadline["exceeded"]["details"])
-            == ("DEADLINE_EXCEEDED", "Deadline Exceeded"), "deadline", deadline["exceeded"])
-    S.check(deadline["exceeded"]["elapsed"] < 1.0, "deadline took (s)",
-            deadline["exceeded"]["elapsed"])
+    S.check(
+        (deadline["exceeded"]["code"], deadline["exceeded"]["details"])
+        == ("DEADLINE_EXCEEDED", "Deadline Exceeded"),
+        "deadline",
+        deadline["exceeded"],
+    )
+    S.check(
+        deadline["exceeded"]["elapsed"] < 1.0, "deadline took (s)", deadline["exceeded"]["elapsed"]
+    )
     tr = deadline["time_remaining"]["response"]
     S.check(tr["has_time_remaining"] and 0 < tr["time_remaining"] <= 5.05, "time_remaining", tr)
     S.check(deadline["after"]["ok"], "call after the deadline")
-    S.check("slow" in servicer.cancelled, "the handler did not see the deadline expire",
-            servicer.cancelled)
+    S.check(
+        "slow" in servicer.cancelled,
+        "the handler did not see the deadline expire",
+        servicer.cancelled,
+    )
 
     unimpl = results["unimplemented"]
-    S.check((unimpl["servicer"]["code"], unimpl["servicer"]["details"])
-            == ("UNIMPLEMENTED", "Method not implemented!"), "unimplemented servicer")
-    S.check((unimpl["method"]["code"], unimpl["method"]["details"])
-            == ("UNIMPLEMENTED", "Method not found!"), "unimplemented method")
+    S.check(
+        (unimpl["servicer"]["code"], unimpl["servicer"]["details"])
+        == ("UNIMPLEMENTED", "Method not implemented!"),
+        "unimplemented servicer",
+    )
+    S.check(
+        (unimpl["method"]["code"], unimpl["method"]["details"])
+        == ("UNIMPLEMENTED", "Method not found!"),
+        "unimplemented method",
+    )
 
     concurrent = results["concurrent"]
     S.check(concurrent.get("mismatches") == [], "concurrent mismatches", concurrent)
-    S.check(servicer.max_in_flight >= concurrent["count"] // 2,
-            "concurrent calls were not served concurrently", servicer.max_in_flight)
-    S.check(all(ua.startswith("grpc-python/") for ua in servicer.user_agents),
-            "user agents", servicer.user_agents)
+    S.check(
+        servicer.max_in_flight >= concurrent["count"] // 2,
+        "concurrent calls were not served concurrently",
+        servicer.max_in_flight,
+    )
+    S.check(
+        all(ua.startswith("grpc-python/") for ua in servicer.user_agents),
+        "user agents",
+        servicer.user_agents,
+    )
 
 
 def grpcio_client():
@@ -160,19 +206,29 @@ def grpcio_client():
     S.check(kind == "gevent", "hub kind", kind)
     servicer = EchoServicer()
     server, target = S.serve(
-        lambda s: testing_pb2_grpc.add_TestServiceServicer_to_server(servicer, s),
-        raw_handlers())
+        lambda s: testing_pb2_grpc.add_TestServiceServicer_to_server(servicer, s), raw_handlers()
+    )
     scenarios = "echo,metadata,status,exception,deadline,unimplemented,concurrent"
     ticker = S.Ticker(0.01).start()
     started = time.monotonic()
     peer = subprocess.run(
         [sys.executable, str(S.PEERS / "grpcio_client.py"), scenarios, target],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=40, env=peer_env())
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=40,
+        env=peer_env(),
+    )
     elapsed = time.monotonic() - started
     ticker.stop()
     server.stop(None)
-    S.check(peer.returncode == 0, "grpcio_client.py exit code", peer.returncode,
-            peer.stdout[-2000:], peer.stderr[-2000:])
+    S.check(
+        peer.returncode == 0,
+        "grpcio_client.py exit code",
+        peer.returncode,
+        peer.stdout[-2000:],
+        peer.stderr[-2000:],
+    )
     lines = [line for line in peer.stdout.splitlines() if line.startswith("{")]
     S.check(lines, "grpcio_client.py printed no JSON", peer.stdout, peer.stderr)
     results = json.loads(lines[-1])["results"]
@@ -199,8 +255,11 @@ def grpcio_server():
     S.check(kind == "gevent", "hub kind", kind)
     peer = subprocess.Popen(
         [sys.executable, str(S.PEERS / "grpcio_server.py")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=peer_env())
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=peer_env(),
+    )
     try:
         with gevent.Timeout(30, S.ScenarioFailure("grpcio_server.py never printed PORT")):
             line = peer.stdout.readline().decode()
@@ -223,8 +282,9 @@ def call_grpcio_server(kind, target):
 
     def echo(i):
         payload = str(i).encode() * (i + 1)
-        response = stub.Echo(Echo(message="call %d" % i, payload=payload, sleep_seconds=0.05),
-                             timeout=20)
+        response = stub.Echo(
+            Echo(message="call %d" % i, payload=payload, sleep_seconds=0.05), timeout=20
+        )
         return response.message == "call %d" % i and response.payload == payload
 
     ticker = S.Ticker(0.01).start()
@@ -235,22 +295,42 @@ def call_grpcio_server(kind, target):
 
     sent = (("x-echo-text", "plain value"), ("x-echo-data-bin", BINARY))
     response, call = stub.Echo.with_call(
-        Echo(echo_metadata=True,
-             trailing_metadata=[testing_pb2.Header(key="server-trailing", value="t")]),
-        metadata=sent, timeout=10)
-    S.check(tuple(call.initial_metadata()) == tuple(("initial-" + k, v) for k, v in sent),
-            "initial metadata", call.initial_metadata())
-    S.check(tuple(call.trailing_metadata()) == (("server-trailing", "t"),)
-            + tuple(("trailing-" + k, v) for k, v in sent),
-            "trailing metadata", call.trailing_metadata())
+        Echo(
+            echo_metadata=True,
+            trailing_metadata=[testing_pb2.Header(key="server-trailing", value="t")],
+        ),
+        metadata=sent,
+        timeout=10,
+    )
+    S.check(
+        tuple(call.initial_metadata()) == tuple(("initial-" + k, v) for k, v in sent),
+        "initial metadata",
+        call.initial_metadata(),
+    )
+    S.check(
+        tuple(call.trailing_metadata())
+        == (("server-trailing", "t"),) + tuple(("trailing-" + k, v) for k, v in sent),
+        "trailing metadata",
+        call.trailing_metadata(),
+    )
 
     try:
-        stub.Echo(Echo(status_code=grpc.StatusCode.NOT_FOUND.value[0],
-                       status_details="héllo ☃", use_abort=True), timeout=10)
+        stub.Echo(
+            Echo(
+                status_code=grpc.StatusCode.NOT_FOUND.value[0],
+                status_details="héllo ☃",
+                use_abort=True,
+            ),
+            timeout=10,
+        )
         raise S.ScenarioFailure("no RpcError for an aborted call")
     except grpc.RpcError as error:
-        S.check((error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "héllo ☃"),
-                "status", error.code(), error.details())
+        S.check(
+            (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "héllo ☃"),
+            "status",
+            error.code(),
+            error.details(),
+        )
 
     started = time.monotonic()
     try:
@@ -270,15 +350,18 @@ def call_grpcio_server(kind, target):
         S.check(error is timeout, "another Timeout", error)
     finally:
         timeout.cancel()
-    S.check(time.monotonic() - started < 1.0, "gevent.Timeout took (s)",
-            time.monotonic() - started)
+    S.check(time.monotonic() - started < 1.0, "gevent.Timeout took (s)", time.monotonic() - started)
     S.check(stub.Echo(Echo(message="after"), timeout=10).message == "after", "call after")
 
     ticker.stop()
     channel.close()
     S.check(ticker.max_lag < 0.1, "ticker lag (s)", ticker.max_lag)
-    return {"hub": kind, "concurrent_calls": len(ok), "concurrent_elapsed": concurrent_elapsed,
-            "max_lag": ticker.max_lag}
+    return {
+        "hub": kind,
+        "concurrent_calls": len(ok),
+        "concurrent_elapsed": concurrent_elapsed,
+        "max_lag": ticker.max_lag,
+    }
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ in progress at the same time (unary: >= CALLS / 2) and the children of
 different handlers overlapped; and everything finished in less than 10 s
 (serially the unary part alone would take CALLS * 0.25 s).
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -28,6 +29,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import _scenario as S  # noqa: E402
+
 from grpc_green import monkey as green_monkey  # noqa: E402
 
 green_monkey.patch_grpc()
@@ -90,8 +92,7 @@ def server_stream(request, context):
     with stream_handlers:
         feeder = gevent.spawn(producer)
         try:
-            for item in queue:
-                yield item
+            yield from queue
         finally:
             feeder.kill()
 
@@ -103,11 +104,14 @@ def proxy(request, context):
 
 
 def handlers():
-    return grpc.method_handlers_generic_handler(SERVICE, {
-        "Unary": grpc.unary_unary_rpc_method_handler(unary),
-        "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
-        "Proxy": grpc.unary_unary_rpc_method_handler(proxy),
-    })
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Unary": grpc.unary_unary_rpc_method_handler(unary),
+            "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
+            "Proxy": grpc.unary_unary_rpc_method_handler(proxy),
+        },
+    )
 
 
 def expected_unary(name):
@@ -133,7 +137,8 @@ def main(calls):
     def do_stream(i):
         count = 5 + i % 10
         return list(call_stream(str(count).encode(), timeout=20)) == [
-            b"item %d" % n for n in range(count)]
+            b"item %d" % n for n in range(count)
+        ]
 
     def do_proxy(i):
         name = "p%d" % i
@@ -145,7 +150,8 @@ def main(calls):
         [gevent.spawn(do_unary, i) for i in range(calls)]
         + [gevent.spawn(do_stream, i) for i in range(streams)]
         + [gevent.spawn(do_proxy, i) for i in range(proxies)],
-        timeout=30)
+        timeout=30,
+    )
     elapsed = time.monotonic() - started
     ticker.stop()
     proxy_channel.close()
@@ -155,20 +161,24 @@ def main(calls):
     wrong = [i for i, ok in enumerate(results) if not ok]
     S.check(not wrong, "wrong answers (indexes)", wrong[:10])
     S.check(unary_handlers.total == calls + proxies, "unary handlers run", unary_handlers.total)
-    S.check(unary_handlers.max >= calls // 2, "max concurrent unary handlers",
-            unary_handlers.max)
-    S.check(children.max >= 6, "children of different handlers never overlapped",
-            children.max)
-    S.check(stream_handlers.max >= streams // 2, "max concurrent streaming handlers",
-            stream_handlers.max)
-    S.check(proxy_handlers.max >= proxies // 2, "max concurrent proxy handlers",
-            proxy_handlers.max)
+    S.check(unary_handlers.max >= calls // 2, "max concurrent unary handlers", unary_handlers.max)
+    S.check(children.max >= 6, "children of different handlers never overlapped", children.max)
+    S.check(
+        stream_handlers.max >= streams // 2,
+        "max concurrent streaming handlers",
+        stream_handlers.max,
+    )
+    S.check(proxy_handlers.max >= proxies // 2, "max concurrent proxy handlers", proxy_handlers.max)
     S.check(elapsed < TOTAL_LIMIT, "took too long (s)", elapsed)
     return {
         "hub": kind,
         "calls": {"unary": calls, "stream": streams, "proxy": proxies},
-        "max_concurrent": {"unary": unary_handlers.max, "children": children.max,
-                           "stream": stream_handlers.max, "proxy": proxy_handlers.max},
+        "max_concurrent": {
+            "unary": unary_handlers.max,
+            "children": children.max,
+            "stream": stream_handlers.max,
+            "proxy": proxy_handlers.max,
+        },
         "elapsed": elapsed,
         "max_lag": ticker.max_lag,
     }

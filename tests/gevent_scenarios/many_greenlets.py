@@ -9,6 +9,7 @@ Checks: every call answered correctly, the hub is gevent's, handlers ran
 interleaved (more than one in progress at once), and the ticker never lagged
 more than 100 ms.
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -18,6 +19,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import _scenario as S  # noqa: E402
+
 from grpc_green import monkey as green_monkey  # noqa: E402
 
 green_monkey.patch_grpc()
@@ -55,7 +57,8 @@ def main(greenlets, calls):
 
     servicer = Greeter()
     server, target = S.serve(
-        functools.partial(helloworld_pb2_grpc.add_GreeterServicer_to_server, servicer))
+        functools.partial(helloworld_pb2_grpc.add_GreeterServicer_to_server, servicer)
+    )
     channel = grpc.insecure_channel(target)
     stub = helloworld_pb2_grpc.GreeterStub(channel)
     answered = [0]
@@ -96,4 +99,4 @@ def main(greenlets, calls):
 
 if __name__ == "__main__":
     args = [int(a) for a in sys.argv[1:3]]
-    S.run(main, *(args + [500, 40][len(args):]))
+    S.run(main, *(args + [500, 40][len(args) :]))

@@ -21,6 +21,7 @@ server in the same process, all on gevent's hub:
 
 Checks: every summary / response stream is exactly what the requests imply.
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -29,6 +30,7 @@ import functools  # noqa: E402
 import time  # noqa: E402
 
 import _scenario as S  # noqa: E402
+
 from grpc_green import monkey as green_monkey  # noqa: E402
 
 green_monkey.patch_grpc()
@@ -72,8 +74,12 @@ def queue_fed_client_stream(stub, use_future):
     S.joinall([feeder], timeout=5)
     S.check(pulled == messages, "requests pulled from the queue", pulled)
     S.check(list(summary.messages) == messages, "summary messages", list(summary.messages))
-    S.check(summary.count == 20 and summary.total_bytes == sum(range(20)),
-            "summary counts", summary.count, summary.total_bytes)
+    S.check(
+        summary.count == 20 and summary.total_bytes == sum(range(20)),
+        "summary counts",
+        summary.count,
+        summary.total_bytes,
+    )
     return {"count": summary.count, "total_bytes": summary.total_bytes}
 
 
@@ -98,8 +104,7 @@ def many_sleeping_generators(stub, calls=50, per_call=10):
     elapsed = time.monotonic() - started
     for i, summary in enumerate(summaries):
         expected = ["%d-%d" % (i, j) for j in range(per_call)]
-        S.check(list(summary.messages) == expected, "call %d messages" % i,
-                list(summary.messages))
+        S.check(list(summary.messages) == expected, "call %d messages" % i, list(summary.messages))
         S.check(summary.total_bytes == sum(range(per_call)), "call %d bytes" % i)
     S.check(active[1] > calls // 2, "request generators did not run concurrently", active[1])
     return {"calls": calls, "max_active_generators": active[1], "elapsed": elapsed}
@@ -145,7 +150,8 @@ def main():
     S.check(kind == "gevent", "hub kind", kind)
     servicer = StreamingServicer(grpc, gevent.sleep)
     server, target = S.serve(
-        functools.partial(streaming_pb2_grpc.add_StreamingServicer_to_server, servicer))
+        functools.partial(streaming_pb2_grpc.add_StreamingServicer_to_server, servicer)
+    )
     channel = grpc.insecure_channel(target)
     stub = streaming_pb2_grpc.StreamingStub(channel)
     ticker = S.Ticker(0.01).start()

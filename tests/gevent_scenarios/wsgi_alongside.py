@@ -14,6 +14,7 @@ Checks: every gRPC response is correct, every probe request is answered
 correctly and within 200 ms, and both probes got at least 20 answers while
 the gRPC load ran.
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -25,6 +26,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import _scenario as S  # noqa: E402
+
 from grpc_green import monkey as green_monkey  # noqa: E402
 
 green_monkey.patch_grpc()
@@ -52,8 +54,7 @@ class Echo(testing_pb2_grpc.TestServiceServicer):
 
 def wsgi_app(environ, start_response):
     body = ("pong %s" % environ["PATH_INFO"]).encode()
-    start_response("200 OK", [("Content-Type", "text/plain"),
-                              ("Content-Length", str(len(body)))])
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 
 
@@ -86,8 +87,7 @@ class Probe:
             self.errors.append(what)
 
     def summary(self):
-        return {"answers": self.answers, "max_latency": self.max_latency,
-                "errors": self.errors[:5]}
+        return {"answers": self.answers, "max_latency": self.max_latency, "errors": self.errors[:5]}
 
 
 def http_probe(port, stop, probe):
@@ -98,8 +98,9 @@ def http_probe(port, stop, probe):
         conn.request("GET", "/%d" % i)
         response = conn.getresponse()
         body = response.read()
-        probe.record(started, response.status == 200 and body == b"pong /%d" % i,
-                     (response.status, body))
+        probe.record(
+            started, response.status == 200 and body == b"pong /%d" % i, (response.status, body)
+        )
         i += 1
         gevent.sleep(PROBE_INTERVAL)
     conn.close()
@@ -130,7 +131,8 @@ def main(seconds):
     streaming = StreamingServicer(grpc, gevent.sleep)
     server, target = S.serve(
         functools.partial(testing_pb2_grpc.add_TestServiceServicer_to_server, Echo()),
-        functools.partial(streaming_pb2_grpc.add_StreamingServicer_to_server, streaming))
+        functools.partial(streaming_pb2_grpc.add_StreamingServicer_to_server, streaming),
+    )
     channel = grpc.insecure_channel(target)
     echo = testing_pb2_grpc.TestServiceStub(channel)
     stream = streaming_pb2_grpc.StreamingStub(channel)
@@ -142,19 +144,21 @@ def main(seconds):
     def unary_load(i):
         payload = bytes([i % 256]) * 16384
         while not stop.is_set():
-            reply = echo.Echo(testing_pb2.EchoRequest(payload=payload, message=str(i)),
-                              timeout=30)
+            reply = echo.Echo(testing_pb2.EchoRequest(payload=payload, message=str(i)), timeout=30)
             if reply.payload != payload or reply.message != str(i):
                 wrong.append(("unary", i))
             counts["unary"] += 1
 
     def server_stream_load(i):
         while not stop.is_set():
-            responses = list(stream.ServerStream(
-                streaming_pb2.StreamRequest(response_count=200, response_size=4096),
-                timeout=30))
+            responses = list(
+                stream.ServerStream(
+                    streaming_pb2.StreamRequest(response_count=200, response_size=4096), timeout=30
+                )
+            )
             if [(r.index, r.payload) for r in responses] != [
-                    (n, payload_for(n, 4096)) for n in range(200)]:
+                (n, payload_for(n, 4096)) for n in range(200)
+            ]:
                 wrong.append(("server_stream", i))
             counts["server_stream"] += 1
 
@@ -175,11 +179,15 @@ def main(seconds):
             counts["bidi"] += 1
 
     http_stats, line_stats = Probe(), Probe()
-    probes = [gevent.spawn(http_probe, wsgi.server_port, stop, http_stats),
-              gevent.spawn(line_probe, lines.server_port, stop, line_stats)]
-    load = ([gevent.spawn(unary_load, i) for i in range(100)]
-            + [gevent.spawn(server_stream_load, i) for i in range(10)]
-            + [gevent.spawn(bidi_load, i) for i in range(10)])
+    probes = [
+        gevent.spawn(http_probe, wsgi.server_port, stop, http_stats),
+        gevent.spawn(line_probe, lines.server_port, stop, line_stats),
+    ]
+    load = (
+        [gevent.spawn(unary_load, i) for i in range(100)]
+        + [gevent.spawn(server_stream_load, i) for i in range(10)]
+        + [gevent.spawn(bidi_load, i) for i in range(10)]
+    )
     ticker = S.Ticker(0.01).start()
     gevent.sleep(seconds)
     stop.set()
@@ -193,13 +201,19 @@ def main(seconds):
     lines.stop()
 
     S.check(not wrong, "wrong gRPC responses", wrong[:5])
-    S.check(counts["unary"] >= 100 and counts["server_stream"] >= 10 and counts["bidi"] >= 10,
-            "gRPC load did not run", counts)
+    S.check(
+        counts["unary"] >= 100 and counts["server_stream"] >= 10 and counts["bidi"] >= 10,
+        "gRPC load did not run",
+        counts,
+    )
     for name, probe in (("http", http_stats), ("line", line_stats)):
         S.check(not probe.errors, name + " probe got wrong answers", probe.errors[:5])
         S.check(probe.answers >= MIN_PROBE_ANSWERS, name + " probe answers", probe.answers)
-        S.check(probe.max_latency < MAX_PROBE_LATENCY, name + " probe max latency (s)",
-                probe.max_latency)
+        S.check(
+            probe.max_latency < MAX_PROBE_LATENCY,
+            name + " probe max latency (s)",
+            probe.max_latency,
+        )
     return {
         "hub": kind,
         "grpc": counts,

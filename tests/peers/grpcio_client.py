@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_gen"))
 
-import grpc  # noqa: E402  (real grpcio: this process is never patched)
-import testing_pb2  # noqa: E402
-import testing_pb2_grpc  # noqa: E402
+import grpc  # real grpcio: this process is never patched
+import testing_pb2
+import testing_pb2_grpc
 
 UNICODE_DETAILS = [
     "plain details",
@@ -104,12 +104,14 @@ def outcome(multicallable, request, **kwargs):
 def scenario_echo(channel, stub):
     raw = channel.unary_unary("/grpc_green.testing.Raw/Identity")
     return {
-        "basic": outcome(stub.Echo, testing_pb2.EchoRequest(
-            payload=b"\x00\x01grpcio\xff", message="héllo 😀")),
+        "basic": outcome(
+            stub.Echo, testing_pb2.EchoRequest(payload=b"\x00\x01grpcio\xff", message="héllo 😀")
+        ),
         "empty": outcome(stub.Echo, testing_pb2.EchoRequest()),
         "raw_empty": outcome(raw, b""),
-        "large": outcome(stub.Echo, testing_pb2.EchoRequest(
-            payload=bytes(range(256)) * 4096, message="large")),
+        "large": outcome(
+            stub.Echo, testing_pb2.EchoRequest(payload=bytes(range(256)) * 4096, message="large")
+        ),
         "raw_upper": outcome(channel.unary_unary("/grpc_green.testing.Raw/Upper"), b"abc"),
     }
 
@@ -137,40 +139,67 @@ def scenario_metadata(channel, stub):
 
 def scenario_status(channel, stub):
     results = []
-    for code in ("INVALID_ARGUMENT", "NOT_FOUND", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                 "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"):
+    for code in (
+        "INVALID_ARGUMENT",
+        "NOT_FOUND",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ):
         for use_abort in (True, False):
             details = "%s via %s" % (code, "abort" if use_abort else "set_code")
-            results.append({
-                "code": code, "details": details, "use_abort": use_abort,
-                "call": outcome(stub.Echo, testing_pb2.EchoRequest(
-                    status_code=grpc.StatusCode[code].value[0],
-                    status_details=details, use_abort=use_abort)),
-            })
+            results.append(
+                {
+                    "code": code,
+                    "details": details,
+                    "use_abort": use_abort,
+                    "call": outcome(
+                        stub.Echo,
+                        testing_pb2.EchoRequest(
+                            status_code=grpc.StatusCode[code].value[0],
+                            status_details=details,
+                            use_abort=use_abort,
+                        ),
+                    ),
+                }
+            )
     for details in UNICODE_DETAILS:
-        results.append({
-            "code": "FAILED_PRECONDITION", "details": details, "use_abort": True,
-            "call": outcome(stub.Echo, testing_pb2.EchoRequest(
-                status_code=grpc.StatusCode.FAILED_PRECONDITION.value[0],
-                status_details=details, use_abort=True)),
-        })
+        results.append(
+            {
+                "code": "FAILED_PRECONDITION",
+                "details": details,
+                "use_abort": True,
+                "call": outcome(
+                    stub.Echo,
+                    testing_pb2.EchoRequest(
+                        status_code=grpc.StatusCode.FAILED_PRECONDITION.value[0],
+                        status_details=details,
+                        use_abort=True,
+                    ),
+                ),
+            }
+        )
     return results
 
 
 def scenario_exception(channel, stub):
     return {
-        "raise": outcome(stub.Echo, testing_pb2.EchoRequest(
-            raise_exception=True, exception_message="kaboom ☃")),
+        "raise": outcome(
+            stub.Echo, testing_pb2.EchoRequest(raise_exception=True, exception_message="kaboom ☃")
+        ),
         "after": outcome(stub.Echo, testing_pb2.EchoRequest(message="still serving")),
     }
 
 
 def scenario_deadline(channel, stub):
     return {
-        "exceeded": outcome(stub.Echo, testing_pb2.EchoRequest(
-            message="slow", sleep_seconds=2.0), timeout=0.2),
-        "time_remaining": outcome(stub.Echo, testing_pb2.EchoRequest(
-            message="tr"), timeout=5.0),
+        "exceeded": outcome(
+            stub.Echo, testing_pb2.EchoRequest(message="slow", sleep_seconds=2.0), timeout=0.2
+        ),
+        "time_remaining": outcome(stub.Echo, testing_pb2.EchoRequest(message="tr"), timeout=5.0),
         "no_deadline": outcome(stub.Echo, testing_pb2.EchoRequest(message="no deadline")),
         "after": outcome(stub.Echo, testing_pb2.EchoRequest(message="after")),
     }
@@ -179,10 +208,10 @@ def scenario_deadline(channel, stub):
 def scenario_unimplemented(channel, stub):
     return {
         "servicer": outcome(stub.NotImplementedByServicer, testing_pb2.EchoRequest()),
-        "method": outcome(channel.unary_unary("/grpc_green.testing.TestService/NoSuchMethod"),
-                          b""),
-        "service": outcome(testing_pb2_grpc.UnregisteredServiceStub(channel).Echo,
-                           testing_pb2.EchoRequest()),
+        "method": outcome(channel.unary_unary("/grpc_green.testing.TestService/NoSuchMethod"), b""),
+        "service": outcome(
+            testing_pb2_grpc.UnregisteredServiceStub(channel).Echo, testing_pb2.EchoRequest()
+        ),
         "after": outcome(stub.Echo, testing_pb2.EchoRequest(message="after")),
     }
 
@@ -190,8 +219,11 @@ def scenario_unimplemented(channel, stub):
 def scenario_concurrent(channel, stub):
     count = 100
     calls = [
-        stub.Echo.future(testing_pb2.EchoRequest(
-            message="call %d" % i, payload=str(i).encode() * (i + 1), sleep_seconds=0.05))
+        stub.Echo.future(
+            testing_pb2.EchoRequest(
+                message="call %d" % i, payload=str(i).encode() * (i + 1), sleep_seconds=0.05
+            )
+        )
         for i in range(count)
     ]
     mismatches = []
@@ -208,16 +240,19 @@ def scenario_concurrent(channel, stub):
 def scenario_invalid_metadata(channel, stub):
     # What a grpcio client does with bad metadata (it never reaches the wire).
     results = {}
-    for name, metadata in (("uppercase_key", [("Bad-Key", "v")]),
-                           ("space_in_key", [("bad key", "v")]),
-                           ("non_ascii_value", [("k", "héllo")])):
+    for name, metadata in (
+        ("uppercase_key", [("Bad-Key", "v")]),
+        ("space_in_key", [("bad key", "v")]),
+        ("non_ascii_value", [("k", "héllo")]),
+    ):
         results[name] = outcome(stub.Echo, testing_pb2.EchoRequest(), metadata=metadata)
     results["after"] = outcome(stub.Echo, testing_pb2.EchoRequest(message="after"))
     return results
 
 
 SCENARIOS = {
-    name[len("scenario_"):]: fn for name, fn in sorted(globals().items())
+    name[len("scenario_") :]: fn
+    for name, fn in sorted(globals().items())
     if name.startswith("scenario_")
 }
 

@@ -22,11 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_gen"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # echo_behaviour
 
-import grpc  # noqa: E402  (real grpcio: this process is never patched)
-import testing_pb2  # noqa: E402
-import testing_pb2_grpc  # noqa: E402
-
-from echo_behaviour import respond  # noqa: E402
+import grpc  # real grpcio: this process is never patched
+import testing_pb2
+import testing_pb2_grpc
+from echo_behaviour import respond
 
 
 class EchoServicer(testing_pb2_grpc.TestServiceServicer):
@@ -61,16 +60,21 @@ def main():
     address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:0"
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     testing_pb2_grpc.add_TestServiceServicer_to_server(EchoServicer(), server)
-    server.add_generic_rpc_handlers((
-        grpc.method_handlers_generic_handler(
-            "grpc_green.testing.Raw",
-            {
-                "Identity": grpc.unary_unary_rpc_method_handler(lambda request, context: request),
-                "Upper": grpc.unary_unary_rpc_method_handler(
-                    lambda request, context: request.upper()),
-            },
-        ),
-    ))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "grpc_green.testing.Raw",
+                {
+                    "Identity": grpc.unary_unary_rpc_method_handler(
+                        lambda request, context: request
+                    ),
+                    "Upper": grpc.unary_unary_rpc_method_handler(
+                        lambda request, context: request.upper()
+                    ),
+                },
+            ),
+        )
+    )
     port = server.add_insecure_port(address)
     server.start()
     threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()

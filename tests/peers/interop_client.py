@@ -26,9 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_gen"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # interop_cases
 
-import grpc  # noqa: E402  (real grpcio: this process is never patched)
-
-from interop_cases import CASES  # noqa: E402
+import grpc  # real grpcio: this process is never patched
+from interop_cases import CASES
 
 
 def run_case(name, target, timeout):
@@ -55,8 +54,12 @@ def run_case(name, target, timeout):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", required=True)
-    parser.add_argument("--case", action="append", choices=sorted(CASES),
-                        help="case to run (repeatable); default: all")
+    parser.add_argument(
+        "--case",
+        action="append",
+        choices=sorted(CASES),
+        help="case to run (repeatable); default: all",
+    )
     parser.add_argument("--case-timeout", type=float, default=10.0)
     args = parser.parse_args()
 
@@ -64,16 +67,30 @@ def main():
     for name in args.case or list(CASES):
         started = time.monotonic()
         ok, error = run_case(name, args.target, args.case_timeout)
-        print("RESULT " + json.dumps({
-            "case": name, "ok": ok, "error": error,
-            "elapsed": round(time.monotonic() - started, 3),
-        }), flush=True)
+        print(
+            "RESULT "
+            + json.dumps(
+                {
+                    "case": name,
+                    "ok": ok,
+                    "error": error,
+                    "elapsed": round(time.monotonic() - started, 3),
+                }
+            ),
+            flush=True,
+        )
         if not ok:
             failed.append(name)
             print("FAILED %s\n%s" % (name, error), file=sys.stderr, flush=True)
-    print("DONE %d passed, %d failed%s" % (
-        len(args.case or CASES) - len(failed), len(failed),
-        (": " + ", ".join(failed)) if failed else ""), flush=True)
+    print(
+        "DONE %d passed, %d failed%s"
+        % (
+            len(args.case or CASES) - len(failed),
+            len(failed),
+            (": " + ", ".join(failed)) if failed else "",
+        ),
+        flush=True,
+    )
     sys.stderr.flush()
     # A timed-out case may still hold a channel; do not wait for it at exit.
     os._exit(1 if failed else 0)

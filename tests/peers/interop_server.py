@@ -19,10 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_gen"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # interop_service
 
-import grpc  # noqa: E402  (real grpcio: this process is never patched)
-import interop_test_pb2_grpc  # noqa: E402
-
-from interop_service import InteropServicer  # noqa: E402
+import grpc  # real grpcio: this process is never patched
+import interop_test_pb2_grpc
+from interop_service import InteropServicer
 
 
 def _exit_when_stdin_closes():
@@ -39,7 +38,8 @@ def main():
     args = parser.parse_args()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     interop_test_pb2_grpc.add_TestServiceServicer_to_server(
-        InteropServicer(sleep=time.sleep), server)
+        InteropServicer(sleep=time.sleep), server
+    )
     port = server.add_insecure_port(args.address)
     server.start()
     threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
