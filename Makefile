@@ -83,11 +83,16 @@ pytest: build
 test: lint build gtest pytest
 
 # --- lint -------------------------------------------------------------------
-# C++ formatting (.clang-format), and the engine's layering: nothing in
-# csrc/engine may include Python or greenlet.
+# C++ formatting (.clang-format) and the engine's layering (nothing in
+# csrc/engine may include Python or greenlet); Python lint and formatting
+# (ruff.toml), types (mypy.ini), and _core.pyi against the built extension.
 CXX_SOURCES = $(wildcard csrc/*.cpp csrc/*.hpp csrc/engine/*.cpp csrc/engine/*.hpp csrc/tests/*.cpp csrc/tests/*.hpp)
 
-lint: deps
+lint: build
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest grpc_green._core
 	clang-format --dry-run --Werror $(CXX_SOURCES)
 	@if grep -nE '^\s*#\s*include\s*[<"](Python|greenlet|structmember|pythread)\.h[">]' csrc/engine/*; then \
 	  echo "csrc/engine must not use Python (see csrc/engine/Reactor.hpp)"; exit 1; fi

@@ -257,5 +257,9 @@ def test_no_leak_deadline_exceeded_calls(stub, echo_server, hub, support):
             # handlers and `batch` callbacks run at once.
             hub.wait_until(settled, timeout=10)
 
-    check_no_growth(run, warmup=300, count=scaled(2_000, support),
-                    after_warmup=lambda: _grow_greenlet_pool(hub, support, 3 * batch))
+    check_no_growth(
+        run,
+        warmup=300,
+        count=scaled(2_000, support),
+        after_warmup=lambda: _grow_greenlet_pool(hub, support, 3 * batch),
+    )

@@ -5,19 +5,21 @@ Each case runs in a subprocess whose address space is capped
 (RLIMIT_AS) just above what it uses: the request's bytes fit, the engine's
 copy of them does not.
 """
+
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
-
 from conftest import ROOT
 
 pytestmark = [
     pytest.mark.green_only,
-    pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
-                       reason="AddressSanitizer's operator new aborts instead of throwing"),
+    pytest.mark.skipif(
+        "libasan" in os.environ.get("LD_PRELOAD", ""),
+        reason="AddressSanitizer's operator new aborts instead of throwing",
+    ),
 ]
 
 PRELUDE = textwrap.dedent(
@@ -52,10 +54,14 @@ PRELUDE = textwrap.dedent(
 
 def run(body):
     code = PRELUDE.format(root=str(ROOT)) + textwrap.dedent(body)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, "exit %d\nstdout:\n%s\nstderr:\n%s" % (
-        result.returncode, result.stdout, result.stderr)
+        result.returncode,
+        result.stdout,
+        result.stderr,
+    )
     return result.stdout.split()
 
 

@@ -24,7 +24,6 @@ import weakref
 
 import grpc  # grpc_green (patched by conftest) or grpcio in grpcio mode
 import pytest
-
 from conftest import GEN_DIR, HUB, ROOT
 
 SERVICE = "review.Defects"
@@ -77,7 +76,7 @@ _PRELUDE = textwrap.dedent(
 # indexing), so any byte can go into a header name or value. It runs in a
 # thread of the script, so the client under test may block its own thread.
 _RAW_H2_SERVER = textwrap.dedent(
-    r'''
+    r"""
     PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
     def _hpack_int(value, prefix_bits):
@@ -154,7 +153,7 @@ _RAW_H2_SERVER = textwrap.dedent(
 
         threading.Thread(target=accept, daemon=True).start()
         return listener, listener.getsockname()[1]
-    '''
+    """
 )
 
 
@@ -172,8 +171,9 @@ def _script_env(hub_kind=None, grpcio_only=False):
     return env
 
 
-def _run_script(hub, tmp_path, body, *args, impl, timeout=30.0, hub_kind=None, raw_h2=False,
-                name="script.py"):
+def _run_script(
+    hub, tmp_path, body, *args, impl, timeout=30.0, hub_kind=None, raw_h2=False, name="script.py"
+):
     """Runs _PRELUDE (+ the raw HTTP/2 server) + body in a subprocess, waiting
     cooperatively (this thread's hub keeps serving meanwhile).
 
@@ -193,7 +193,7 @@ def _run_script(hub, tmp_path, body, *args, impl, timeout=30.0, hub_kind=None, r
         result = None
         for line in proc.stdout().splitlines():
             if line.startswith("RESULT "):
-                result = json.loads(line[len("RESULT "):])
+                result = json.loads(line[len("RESULT ") :])
         done = None if killed else proc.popen.returncode
         return done, result, proc.stdout(), proc.stderr()
     finally:
@@ -238,9 +238,11 @@ def test_dropped_server_is_collected_and_closes_its_port(support, hub):
                     return True
             return False
 
-        hub.wait_until(refused, timeout=10,
-                       message="port %d still accepts connections 10 s after the server was "
-                               "dropped" % port)
+        hub.wait_until(
+            refused,
+            timeout=10,
+            message="port %d still accepts connections 10 s after the server was dropped" % port,
+        )
     finally:
         leaked = ref()
         if leaked is not None:  # do not leave a listening server to the next tests
@@ -298,14 +300,16 @@ def test_hub_of_an_ended_thread_is_freed(support, hub, tmp_path):
     channel and make one call leave 20 more fds open. grpcio leaves none.
     The script forces the native hub: gevent's per-thread hubs have a loop
     of their own that gevent does not free either."""
-    done, result, out, err = _run_script(hub, tmp_path, _THREAD_HUBS_SCRIPT,
-                                         impl=_impl(support), hub_kind="native", timeout=60)
+    done, result, out, err = _run_script(
+        hub, tmp_path, _THREAD_HUBS_SCRIPT, impl=_impl(support), hub_kind="native", timeout=60
+    )
     assert done == 0 and result, "script failed (exit %s)\n%s\n%s" % (done, out, err)
     assert result["results"] == [True] * 20, result
     grown = result["after"] - result["before"]
     assert grown <= 2, (
         "%d more open fds after 20 threads that each used a channel ended "
-        "(before %d, after %d)" % (grown, result["before"], result["after"]))
+        "(before %d, after %d)" % (grown, result["before"], result["after"])
+    )
 
 
 # --------------------------------------------------------------- defect 3
@@ -327,7 +331,8 @@ def test_add_insecure_port_out_of_range(address, support):
         except RuntimeError:
             return  # refused: fine
         assert isinstance(port, int) and 0 < port < 65536, (
-            "add_insecure_port(%r) returned %r, which is not a TCP port" % (address, port))
+            "add_insecure_port(%r) returned %r, which is not a TCP port" % (address, port)
+        )
         server.start()
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass  # the returned port is the one that listens
@@ -397,8 +402,9 @@ _PATHS_WITHOUT_SLASH = [SERVICE + "/Echo", SERVICE + "/NoSuchMethod"]
 
 
 @pytest.mark.parametrize("client", ["client-under-test", "grpcio-client"])
-def test_method_path_without_leading_slash(client, green_server, make_channel, hub, support,
-                                           tmp_path):
+def test_method_path_without_leading_slash(
+    client, green_server, make_channel, hub, support, tmp_path
+):
     """Defect 5: a request whose :path lacks its leading "/" ("Svc/M", known
     or not) is reset by nghttp2's HTTP messaging checks on the grpc_green
     server (RST_STREAM PROTOCOL_ERROR, before any callback of ours runs):
@@ -413,12 +419,14 @@ def test_method_path_without_leading_slash(client, green_server, make_channel, h
             error = support.rpc_error(channel.unary_unary(path), b"x", timeout=10)
             outcomes[path] = [error.code().name, error.details()]
     else:
-        done, result, out, err = _run_script(hub, tmp_path, _GRPCIO_CLIENT_PATHS, server.target,
-                                             *_PATHS_WITHOUT_SLASH, impl="grpcio")
+        done, result, out, err = _run_script(
+            hub, tmp_path, _GRPCIO_CLIENT_PATHS, server.target, *_PATHS_WITHOUT_SLASH, impl="grpcio"
+        )
         assert done == 0 and result, "grpcio client failed (exit %s)\n%s\n%s" % (done, out, err)
         outcomes = result["outcomes"]
-    assert outcomes == {path: ["UNIMPLEMENTED", "Method not found!"]
-                        for path in _PATHS_WITHOUT_SLASH}
+    assert outcomes == {
+        path: ["UNIMPLEMENTED", "Method not found!"] for path in _PATHS_WITHOUT_SLASH
+    }
 
 
 # --------------------------------------------------------------- defect 6
@@ -435,15 +443,17 @@ def test_primary_and_secondary_user_agent(primary_first, green_server, make_chan
     grpcio sends "<primary> grpc-python/1.85.1 grpc-c/58.0.0 (linux; chttp2)
     <secondary>" whatever the order of the options."""
     server = green_server(handlers=[_handlers(UserAgent=_unary(_user_agent))])
-    options = [("grpc.primary_user_agent", "primary-agent/1"),
-               ("grpc.secondary_user_agent", "secondary-agent/2")]
+    options = [
+        ("grpc.primary_user_agent", "primary-agent/1"),
+        ("grpc.secondary_user_agent", "secondary-agent/2"),
+    ]
     if not primary_first:
         options.reverse()
     channel = make_channel(server.target, options=options)
     user_agent = channel.unary_unary(_method("UserAgent"))(b"", timeout=10).decode()
     assert user_agent.startswith("primary-agent/1 "), user_agent
     assert user_agent.endswith(" secondary-agent/2"), user_agent
-    library_part = user_agent[len("primary-agent/1 "):-len(" secondary-agent/2")]
+    library_part = user_agent[len("primary-agent/1 ") : -len(" secondary-agent/2")]
     assert library_part.strip(), user_agent  # the library's own part sits in between
 
 
@@ -467,11 +477,13 @@ def test_server_max_send_message_length(green_server, make_channel):
     max (2000 vs. 1000)" (unary; a stream ends the same way at the message
     that is too large, after those before it)."""
     server = green_server(
-        handlers=[_handlers(
-            Big=_unary(_reply_of_size(2000)),
-            AtLimit=_unary(_reply_of_size(1000)),
-            Stream=grpc.unary_stream_rpc_method_handler(_stream_small_large_small),
-        )],
+        handlers=[
+            _handlers(
+                Big=_unary(_reply_of_size(2000)),
+                AtLimit=_unary(_reply_of_size(1000)),
+                Stream=grpc.unary_stream_rpc_method_handler(_stream_small_large_small),
+            )
+        ],
         options=[("grpc.max_send_message_length", 1000)],
     )
     channel = make_channel(server.target)
@@ -521,8 +533,9 @@ except grpc.RpcError as error:
 """
 
 
-@pytest.mark.parametrize("kind", ["headers-upper", "trailers-upper", "headers-crlf",
-                                  "trailers-nul"])
+@pytest.mark.parametrize(
+    "kind", ["headers-upper", "trailers-upper", "headers-crlf", "trailers-nul"]
+)
 def test_invalid_response_header_ends_the_call(kind, support, hub, tmp_path):
     """Defect 8: a response whose headers or trailers hold an invalid field
     (an upper-case name, CR LF or NUL in a value) never returns on the
@@ -537,11 +550,19 @@ def test_invalid_response_header_ends_the_call(kind, support, hub, tmp_path):
     upper-case name; it accepts CR LF and NUL in values (the call ends OK).
     The script runs on the hub the suite runs on (GRPC_GREEN_HUB)."""
     done, result, out, err = _run_script(
-        hub, tmp_path, _INVALID_RESPONSE_SCRIPT, kind, impl=_impl(support),
-        hub_kind=_session_hub_kind(support), raw_h2=True, timeout=9)
+        hub,
+        tmp_path,
+        _INVALID_RESPONSE_SCRIPT,
+        kind,
+        impl=_impl(support),
+        hub_kind=_session_hub_kind(support),
+        raw_h2=True,
+        timeout=9,
+    )
     assert result is not None, (
         "no result 9 s after the call started with a 2 s deadline (the call never "
-        "returned)\nstdout:\n%s\nstderr:\n%s" % (out, err))
+        "returned)\nstdout:\n%s\nstderr:\n%s" % (out, err)
+    )
     assert done == 0, err
     if kind.endswith("upper"):
         assert result["code"] == "INTERNAL", result
@@ -559,7 +580,7 @@ def test_invalid_response_header_ends_the_call(kind, support, hub, tmp_path):
 class _HugeCode:
     """Quacks like a StatusCode whose number does not fit in a C int."""
 
-    value = (2 ** 32, "huge")
+    value = (2**32, "huge")
 
 
 def _set_huge_code_stream(request, context):
@@ -582,10 +603,14 @@ def test_status_code_beyond_int_is_not_sent_as_ok(streaming, green_server, make_
     response is dropped for a non-OK code) ends UNIMPLEMENTED "No message
     returned for unary request". grpcio sends UNKNOWN for a code that is not
     a grpc.StatusCode."""
-    server = green_server(handlers=[_handlers(
-        Stream=grpc.unary_stream_rpc_method_handler(_set_huge_code_stream),
-        Unary=_unary(_set_huge_code_unary),
-    )])
+    server = green_server(
+        handlers=[
+            _handlers(
+                Stream=grpc.unary_stream_rpc_method_handler(_set_huge_code_stream),
+                Unary=_unary(_set_huge_code_unary),
+            )
+        ]
+    )
     channel = make_channel(server.target)
     with pytest.raises(grpc.RpcError) as info:
         if streaming:
@@ -601,12 +626,17 @@ def test_core_call_cancel_with_code_beyond_int(green_server, make_channel):
     `int code = PyLong_AsLong(...)` too: cancel(2**32, ...) ends the call
     with code 0 (OK). Expected: refused (OverflowError/ValueError) or a
     non-OK code."""
-    server = green_server(handlers=[_handlers(
-        Bidi=grpc.stream_stream_rpc_method_handler(lambda requests, context: iter(requests)))])
+    server = green_server(
+        handlers=[
+            _handlers(
+                Bidi=grpc.stream_stream_rpc_method_handler(lambda requests, context: iter(requests))
+            )
+        ]
+    )
     channel = make_channel(server.target)
     call = channel._core.start(_method("Bidi"), 10, None, False, None, False)
     try:
-        ended = call.cancel(2 ** 32, "cancelled with a huge code")
+        ended = call.cancel(2**32, "cancelled with a huge code")
     except (OverflowError, ValueError):
         return
     assert ended
@@ -633,16 +663,21 @@ def test_pool_worker_started_with_other_arguments_raises_type_error():
         # new, not yet started pool greenlet.
         try:
             _core.spawn(lambda: None)
-            runs = [g.run for g in gc.get_objects()
-                    if type(g).__name__ == "greenlet" and not g and not g.dead
-                    and getattr(getattr(g, "run", None), "__name__", "") == "grpc_green_worker"]
+            runs = [
+                g.run
+                for g in gc.get_objects()
+                if type(g).__name__ == "greenlet"
+                and not g
+                and not g.dead
+                and getattr(getattr(g, "run", None), "__name__", "") == "grpc_green_worker"
+            ]
             box["found"] = len(runs)
             try:
                 runs[0]()
-            except BaseException as exc:  # reported to the test
+            except BaseException as exc:  # noqa: BLE001 -- reported to the test
                 box["error"] = exc
             _core.sleep(0)  # let the hub run the queued job
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 -- reported to the test
             box["setup_error"] = exc
 
     t = threading.Thread(target=in_thread)
@@ -704,8 +739,9 @@ def test_metadata_list_mutated_during_conversion(support, hub, tmp_path):
     shows as INTERNAL "Invalid metadata" (or a TypeError) instead of a
     call; it may also crash. grpcio takes a snapshot of the metadata: the
     call goes out with every pair."""
-    done, result, out, err = _run_script(hub, tmp_path, _MUTATING_METADATA_SCRIPT,
-                                         impl=_impl(support), timeout=60)
+    done, result, out, err = _run_script(
+        hub, tmp_path, _MUTATING_METADATA_SCRIPT, impl=_impl(support), timeout=60
+    )
     assert done == 0 and result, "script failed or crashed (exit %s)\n%s\n%s" % (done, out, err)
     expected = sorted(["x-pair-object"] + ["x-tuple-%02d" % j for j in range(50)])
     assert result["outcomes"] == [["OK", expected]] * 3, result["outcomes"]
@@ -758,12 +794,19 @@ def test_gevent_deadline_timer_that_fails_to_start(hub, tmp_path):
     never fires and a call to a server that never answers hangs forever.
     Expected: the failure reaches the caller (an exception, or the call
     ends with an error status) instead of a call without a deadline."""
-    done, result, out, err = _run_script(hub, tmp_path, _FAILING_GEVENT_TIMER_SCRIPT,
-                                         impl="grpc_green", hub_kind="gevent", raw_h2=True,
-                                         timeout=10)
+    done, result, out, err = _run_script(
+        hub,
+        tmp_path,
+        _FAILING_GEVENT_TIMER_SCRIPT,
+        impl="grpc_green",
+        hub_kind="gevent",
+        raw_h2=True,
+        timeout=10,
+    )
     assert result is not None, (
         "a call with a 2 s deadline whose timer failed to start had not ended 10 s later"
-        "\nstdout:\n%s\nstderr:\n%s" % (out, err))
+        "\nstdout:\n%s\nstderr:\n%s" % (out, err)
+    )
     assert result["outcome"] != "response", result
 
 
@@ -805,8 +848,9 @@ def test_reinit_of_core_channel_with_a_call_in_flight(hub, tmp_path):
     initialised object is refused, or the old channel is closed properly,
     its call ending CANCELLED "Channel closed!" as any call of a closed
     channel does."""
-    done, result, out, err = _run_script(hub, tmp_path, _REINIT_CHANNEL_SCRIPT,
-                                         impl="grpc_green", timeout=30)
+    done, result, out, err = _run_script(
+        hub, tmp_path, _REINIT_CHANNEL_SCRIPT, impl="grpc_green", timeout=30
+    )
     assert done == 0 and result, "script failed or crashed (exit %s)\n%s\n%s" % (done, out, err)
     if result["refused"] is None:
         assert result["call"] == ["CANCELLED", "Channel closed!"], result
@@ -833,10 +877,14 @@ def test_done_callback_exception_is_logged(kind, green_server, make_channel, hub
     to sys.unraisablehook for the futures of streaming calls (the hub's
     pool greenlet reports it as unraisable). grpcio logs it at ERROR level
     on the "grpc._channel" logger: "Exception in callback <fn>: <exc>"."""
-    server = green_server(handlers=[_handlers(
-        Echo=_unary(_slow_echo),
-        Sum=grpc.stream_unary_rpc_method_handler(_slow_sum),
-    )])
+    server = green_server(
+        handlers=[
+            _handlers(
+                Echo=_unary(_slow_echo),
+                Sum=grpc.stream_unary_rpc_method_handler(_slow_sum),
+            )
+        ]
+    )
     channel = make_channel(server.target)
     ran = []
 
@@ -854,9 +902,14 @@ def test_done_callback_exception_is_logged(kind, green_server, make_channel, hub
     hub.wait_until(lambda: ran, timeout=10, message="the done callback never ran")
 
     def logged():
-        return [r for r in caplog.records
-                if r.levelno >= logging.ERROR and "boom from the done callback" in
-                (r.getMessage() + (r.exc_text or "") + repr(r.exc_info))]
+        return [
+            r
+            for r in caplog.records
+            if r.levelno >= logging.ERROR
+            and "boom from the done callback"
+            in (r.getMessage() + (r.exc_text or "") + repr(r.exc_info))
+        ]
 
-    hub.wait_until(lambda: logged(), timeout=5,
-                   message="the done callback's exception was not logged")
+    hub.wait_until(
+        lambda: logged(), timeout=5, message="the done callback's exception was not logged"
+    )
