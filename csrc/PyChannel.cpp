@@ -561,6 +561,8 @@ PyObject* UnaryInvoke(PyUnaryObject* self, PyObject* request, PyObject* timeout,
       if (!PyErr_ExceptionMatches(PyExc_Exception)) return nullptr;
       return RaiseRpcError(self, kInternal, "Exception deserializing response!", call.get(), true);
     }
+    if (response.get() == Py_None)  // grpcio reads None as the deserializer's failure
+      return RaiseRpcError(self, kInternal, "Exception deserializing response!", call.get(), false);
   }
   if (!with_metadata) return response.relinquish();
   OwnedObject initial = OwnedObject::consuming(MetadataToPython(call->initial_headers()));

@@ -474,7 +474,7 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future, MessageReader):
                     self._response = raw
                 else:
                     response = transform(self._deserializer, raw, _LOGGER, self._deserialize_error)
-                    if response is FAILED:
+                    if response is FAILED or response is None:  # None: as grpcio reads it
                         self._deserialize_failed = True
                     else:
                         self._response = response

@@ -134,11 +134,14 @@ class MessageReader:
         if self._deserializer is None:
             return raw
         try:
-            return self._deserializer(raw)
+            message = self._deserializer(raw)
         except Exception:
             self._logger.exception(self._deserialize_error)
             # The deserializer's exception stays the context (not the cause).
             raise self._deserialize_error_reported()  # noqa: B904
+        if message is None:  # grpcio reads None as the deserializer's failure
+            raise self._deserialize_error_reported()
+        return message
 
     next = __next__
 

@@ -267,7 +267,19 @@ class _Server(_api.Server):
         if handler is None:
             call.respond(None, UNIMPLEMENTED, "Method not found!", None)
             return
-        _serve(call, handler)
+        try:
+            _serve(call, handler)
+        except Exception as exc:  # the call's status says it; logged
+            # What the application's own errors did not cause: its trailing
+            # metadata refused on the way out, or no memory for a response.
+            if isinstance(exc, _core.InvalidMetadataError):
+                _LOGGER.exception("Invalid metadata")
+                details = "Invalid metadata"  # grpcio's words
+            else:
+                _LOGGER.exception("Exception servicing the call")
+                details = f"Exception servicing the call: {exc!r}"
+            if call.is_active():
+                call.respond(None, INTERNAL, details, None)
 
 
 def _bind_interceptor(
@@ -336,13 +348,8 @@ def _serve(call: _core.ServerCall, handler: _api.RpcMethodHandler) -> None:
         deserializer = handler.request_deserializer
         if deserializer is not None:
             request = transform(deserializer, request, _LOGGER, _DESERIALIZE_ERROR)
-            if request is FAILED:
+            if request is FAILED or request is None:  # grpcio reads None as a failure too
                 call.respond(None, INTERNAL, _DESERIALIZE_ERROR, None)
-                return
-            if request is None:
-                # As before _common: a deserializer that returns None ends the
-                # handler's greenlet without a status (the client waits for
-                # its deadline). grpcio answers INTERNAL; not changed here.
                 return
     response_streaming = handler.response_streaming
     if response_streaming:

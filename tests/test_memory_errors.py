@@ -37,6 +37,7 @@ PRELUDE = textwrap.dedent(
     server = grpc.server()
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("S", {{
         "Unary": grpc.unary_unary_rpc_method_handler(lambda r, c: r[:16]),
+        "Big": grpc.unary_unary_rpc_method_handler(lambda r, c: big),
         "Stream": grpc.stream_stream_rpc_method_handler(lambda it, c: (m[:16] for m in it)),
     }})])
     port = server.add_insecure_port("127.0.0.1:0")
@@ -100,3 +101,22 @@ def test_stream_write_the_engine_cannot_copy_raises_memory_error():
         """
     )
     assert out == ["MemoryError", "first", "second", "None", "after"]
+
+
+def test_response_the_engine_cannot_copy_ends_the_call_internal():
+    """The handler's response fits, the engine's copy of it does not: the
+    call ends INTERNAL at once (not at its deadline), and the server goes on."""
+    out = run(
+        """
+        import time
+        started = time.monotonic()
+        try:
+            channel.unary_unary("/S/Big")(b"", timeout=30)
+        except grpc.RpcError as e:
+            print(e.code().name, "MemoryError" in e.details(), time.monotonic() - started < 10)
+        del big
+        gc.collect()
+        print(unary(b"after", timeout=10).decode())
+        """
+    )
+    assert out == ["INTERNAL", "True", "True", "after"]

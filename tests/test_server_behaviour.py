@@ -324,3 +324,29 @@ def test_port_already_in_use(support):
             server.add_insecure_port("127.0.0.1:%d" % sock.getsockname()[1])
     finally:
         sock.close()
+
+
+def test_invalid_trailing_metadata_from_a_handler_ends_the_call(
+    green_server, make_channel, support
+):
+    """grpcio refuses it on the way out: INTERNAL "Invalid metadata" (before,
+    grpc_green's handler greenlet died with the error and the client waited
+    for its deadline)."""
+
+    def handler(request, context):
+        context.set_trailing_metadata((("Bad Key", "v"),))
+        return request
+
+    server = green_server(
+        handlers=[
+            grpc.method_handlers_generic_handler(
+                "bad.Trailers", {"M": grpc.unary_unary_rpc_method_handler(handler)}
+            )
+        ]
+    )
+    channel = make_channel(server.target)
+    started = time.monotonic()
+    error = support.rpc_error(channel.unary_unary("/bad.Trailers/M"), b"x", timeout=10)
+    assert error.code() is grpc.StatusCode.INTERNAL
+    assert error.details() == "Invalid metadata"
+    assert time.monotonic() - started < 5

@@ -649,3 +649,34 @@ def test_generated_helloworld_stub(green_server, make_channel, grpc_mod):
     reply, call = stub.SayHello.with_call(helloworld_pb2.HelloRequest(name="ünïcode"))
     assert reply.message == "Hello, ünïcode!"
     assert call.code() is grpc.StatusCode.OK
+
+
+def test_deserializer_returning_none_is_internal(green_server, make_channel, support):
+    """grpcio reads a deserializer's None as its failure: the client's call
+    ends INTERNAL "Exception deserializing response!", the server's
+    "Exception deserializing request!" (before, grpc_green's server sent no
+    status at all and the client waited for its deadline)."""
+    handler = grpc.unary_unary_rpc_method_handler(
+        lambda request, context: request, request_deserializer=lambda raw: None
+    )
+    server = green_server(
+        handlers=[
+            grpc.method_handlers_generic_handler(
+                "none.Svc",
+                {
+                    "Strict": handler,
+                    "Plain": grpc.unary_unary_rpc_method_handler(lambda request, context: request),
+                },
+            )
+        ]
+    )
+    channel = make_channel(server.target)
+    strict = channel.unary_unary("/none.Svc/Strict")
+    error = support.rpc_error(strict, b"x", timeout=5)
+    assert error.code() is grpc.StatusCode.INTERNAL
+    assert error.details() == "Exception deserializing request!"
+    plain = channel.unary_unary("/none.Svc/Plain", response_deserializer=lambda raw: None)
+    for invoke in (plain, plain.with_call, lambda r, **kw: plain.future(r, **kw).result()):
+        error = support.rpc_error(invoke, b"x", timeout=5)
+        assert error.code() is grpc.StatusCode.INTERNAL
+        assert error.details() == "Exception deserializing response!"
