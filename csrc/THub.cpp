@@ -90,7 +90,7 @@ Waiter::Result Waiter::Wait(double timeout) {
   // When no other greenlet is queued to run before the hub polls, the hub's
   // next step would be to flush: do it before switching, so what this
   // greenlet submitted goes out without waiting for the switch.
-  if (!hub_->ready_head_) hub_->FlushDirty();
+  if (hub_->ready_.empty()) hub_->FlushDirty();
   PyObject* r = hub_->CanPollInline(greenlet_.get()) ? hub_->PollInline(this) : hub_->SwitchToHub();
   if (timer_) timer_->Stop();
   greenlet_.reset();
@@ -306,12 +306,12 @@ PyObject* Hub::RunDrain(PyObject* capsule, PyObject*) {
   if (!hub->orphaned_ && !hub->ended_) {
     hub->RunReady();
     hub->FlushDirty();
-    hub->ReapGraveyard(hub->ready_head_ != nullptr);
+    hub->ReapGraveyard(!hub->ready_.empty());
   }
   hub->drain_pending_ = false;
   // What was queued while this pass ran goes to the next one, after gevent
   // has polled for IO.
-  if (hub->ready_head_ || hub->has_dead()) hub->Poke();
+  if (!hub->ready_.empty() || hub->has_dead()) hub->Poke();
   Py_RETURN_NONE;
 }
 
@@ -358,42 +358,6 @@ PyObject* Hub::SwitchToHub() {
 }
 
 // ------------------------------------------------------------ ready queue
-
-void Hub::Push(ReadyNode* n, bool front) noexcept {
-  n->queued_ = true;
-  if (front) {
-    n->ready_prev_ = nullptr;
-    n->ready_next_ = ready_head_;
-    if (ready_head_) ready_head_->ready_prev_ = n;
-    else ready_tail_ = n;
-    ready_head_ = n;
-  } else {
-    n->ready_prev_ = ready_tail_;
-    n->ready_next_ = nullptr;
-    if (ready_tail_) ready_tail_->ready_next_ = n;
-    else ready_head_ = n;
-    ready_tail_ = n;
-  }
-  ++ready_count_;
-  Poke();
-}
-
-void Hub::Unqueue(ReadyNode* n) noexcept {
-  if (!n->queued_) return;
-  if (n->ready_prev_) n->ready_prev_->ready_next_ = n->ready_next_;
-  else ready_head_ = n->ready_next_;
-  if (n->ready_next_) n->ready_next_->ready_prev_ = n->ready_prev_;
-  else ready_tail_ = n->ready_prev_;
-  n->ready_prev_ = n->ready_next_ = nullptr;
-  n->queued_ = false;
-  --ready_count_;
-}
-
-ReadyNode* Hub::PopReady() noexcept {
-  ReadyNode* n = ready_head_;
-  if (n) Unqueue(n);
-  return n;
-}
 
 bool Hub::Spawn(BorrowedObject callable, BorrowedObject args) {
   auto job = std::make_unique<Job>();
@@ -477,17 +441,17 @@ PyObject* Hub::Loop() {
     if (ended_) return nullptr;     // killed at thread end: GreenletExit is set
     if (orphaned_) Py_RETURN_NONE;  // resumed in a forked child: never poll
     FlushDirty();
-    ReapGraveyard(ready_head_ != nullptr);
+    ReapGraveyard(!ready_.empty());
     // Greenlets woken during this pass run in the next one, after a poll
     // that does not wait for anything: greenlets that keep waking one
     // another never starve sockets and timers.
-    bool alive = io_->RunOnce(ready_head_ != nullptr);
+    bool alive = io_->RunOnce(!ready_.empty());
     // A signal interrupts the poll; Python's handlers run here (in the main
     // thread), and what they raise (KeyboardInterrupt) is thrown into the
     // main greenlet first thing in the next pass. The hub lives on: ending
     // it would hand every greenlet it runs to its parent.
     if (PyErr_CheckSignals() < 0) ThrowIntoMain();
-    if (!alive && !ready_head_ && !has_dirty()) {
+    if (!alive && ready_.empty() && !has_dirty()) {
       PyErr_SetString(PyExc_RuntimeError,
                       "grpc_green: every greenlet is blocked and nothing can wake them "
                       "(no socket or timer is being watched)");
@@ -499,7 +463,7 @@ PyObject* Hub::Loop() {
 void Hub::RunReady() {
   // Only what is queued now: greenlets that yield again go to the next pass,
   // after the loop has polled for IO.
-  for (size_t n = ready_count_; n > 0 && !orphaned_ && !ended_; --n) {
+  for (size_t n = ready_.size(); n > 0 && !orphaned_ && !ended_; --n) {
     ReadyNode* node = PopReady();
     if (!node) break;
     if (node->is_job_) {
@@ -560,7 +524,7 @@ void Hub::ThrowIntoMain() noexcept {
 bool Hub::CanPollInline(PyObject* waiting) const {
   // The main greenlet only: that is where the hub raises what a signal
   // handler raises (KeyboardInterrupt), so polling there changes nothing.
-  return kind_ == kNative && waiting == main_greenlet_.get() && !ready_head_ && !has_dirty() &&
+  return kind_ == kNative && waiting == main_greenlet_.get() && ready_.empty() && !has_dirty() &&
          !polling_inline_ && !orphaned_;
 }
 
@@ -580,13 +544,13 @@ PyObject* Hub::PollInline(Waiter* w) {
     ReapGraveyard(false);
     // Flushing (at the end of the last pass) may have woken someone: the
     // stream our RST_STREAM closed, say. Then the poll must not wait.
-    bool alive = io_->RunOnce(ready_head_ != nullptr);
+    bool alive = io_->RunOnce(!ready_.empty());
     if (PyErr_CheckSignals() < 0) return nullptr;  // raised in the main greenlet, as by the hub
-    if (ready_count_ == 1 && ready_head_ == w) {
+    if (ready_.size() == 1 && ready_.front() == w) {
       Unqueue(w);
       return Py_NewRef(wake_token_.get());
     }
-    if (ready_head_ || orphaned_) break;
+    if (!ready_.empty() || orphaned_) break;
     if (!alive && !has_dirty()) {
       PyErr_SetString(PyExc_RuntimeError,
                       "grpc_green: every greenlet is blocked and nothing can wake them "
@@ -634,7 +598,7 @@ PyObject* Hub::Work(PyObject* first) {
     OwnedObject self = CurrentGreenlet();
     if (!self) return nullptr;
     idle_workers_.push_back(std::move(self));
-    if (!ready_head_) FlushDirty();               // as a parking waiter does
+    if (ready_.empty()) FlushDirty();             // as a parking waiter does
     job = OwnedObject::consuming(SwitchToHub());  // the hub switches back with the next job
     if (!job) return nullptr;
   }

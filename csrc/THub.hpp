@@ -59,16 +59,14 @@ bool ImportGreenletApi();
 // An entry of the hub's ready queue.
 class ReadyNode {
  public:
-  bool queued() const { return queued_; }
+  bool queued() const { return ready_link_.linked; }
 
  protected:
   ~ReadyNode() = default;
 
  private:
   friend class Hub;
-  ReadyNode* ready_prev_ = nullptr;
-  ReadyNode* ready_next_ = nullptr;
-  bool queued_ = false;
+  ListLink<ReadyNode> ready_link_;
   bool is_job_ = false;  // a Hub::Job (owned by the queue), else a Waiter
 };
 
@@ -185,9 +183,13 @@ class Hub final : public Reactor {
   void EndThread() noexcept;
   bool RegisterThreadEnd();
 
-  void Push(ReadyNode* n, bool front = false) noexcept;
-  ReadyNode* PopReady() noexcept;
-  void Unqueue(ReadyNode* n) noexcept;
+  void Push(ReadyNode* n, bool front = false) noexcept {
+    if (front) ready_.push_front(n);
+    else ready_.push_back(n);
+    Poke();
+  }
+  ReadyNode* PopReady() noexcept { return ready_.pop_front(); }
+  void Unqueue(ReadyNode* n) noexcept { ready_.remove(n); }
   void Schedule(Waiter* w) noexcept { Push(w); }
   void Unschedule(Waiter* w) noexcept { Unqueue(w); }
   void RunJob(Job* job);
@@ -231,9 +233,7 @@ class Hub final : public Reactor {
   OwnedObject run_worker_fn_;
   OwnedObject wake_token_;  // what the hub switches into a waiter with
   OwnedObject wake_args_;   // (wake_token_,)
-  ReadyNode* ready_head_ = nullptr;
-  ReadyNode* ready_tail_ = nullptr;
-  size_t ready_count_ = 0;
+  IntrusiveList<ReadyNode, &ReadyNode::ready_link_> ready_;
   std::vector<OwnedObject> idle_workers_;
 };
 

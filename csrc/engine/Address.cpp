@@ -52,6 +52,21 @@ bool SplitHostPort(const std::string& t, std::string* host, std::string* port, s
   return true;
 }
 
+using AddrInfo = std::unique_ptr<addrinfo, decltype(&freeaddrinfo)>;
+
+// getaddrinfo() for TCP with `flags`; a null host is the wildcard. The
+// result is owned, or empty with `*rv` getaddrinfo's error.
+AddrInfo Lookup(const char* host, const std::string& port, int flags, int* rv) {
+  addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = flags | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  *rv = getaddrinfo(host, port.c_str(), &hints, &res);
+  return AddrInfo(*rv == 0 ? res : nullptr, freeaddrinfo);
+}
+
 }  // namespace
 
 std::string SocketAddress::Describe() const {
@@ -94,23 +109,15 @@ bool ResolveTarget(const std::string& target_in, std::vector<SocketAddress>* out
     return false;
   }
   *host_port = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + port;
-  addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  int rv = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
-  if (rv == EAI_BADFLAGS || (rv != 0 && (host == "localhost" || host == "::1"))) {
-    hints.ai_flags = AI_NUMERICSERV;  // loopback-only hosts have no "configured" address
-    rv = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
-  }
+  int rv;
+  AddrInfo res = Lookup(host.c_str(), port, AI_ADDRCONFIG, &rv);
+  if (rv == EAI_BADFLAGS || (rv != 0 && (host == "localhost" || host == "::1")))
+    res = Lookup(host.c_str(), port, 0, &rv);  // loopback-only hosts have no "configured" address
   if (rv != 0) {
     *err = "DNS resolution failed for " + *host_port + ": " + gai_strerror(rv);
     return false;
   }
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owned(res, freeaddrinfo);
-  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+  for (addrinfo* ai = res.get(); ai; ai = ai->ai_next) {
     SocketAddress a;
     memcpy(&a.addr, ai->ai_addr, ai->ai_addrlen);
     a.len = ai->ai_addrlen;
@@ -135,22 +142,16 @@ int OpenListeners(const std::string& address, bool reuseport, std::vector<int>* 
     *err = "invalid port '" + port + "' (0 to 65535)";
     return -1;
   }
-  addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  int rv =
-      getaddrinfo(host.empty() || host == "*" ? nullptr : host.c_str(), port.c_str(), &hints, &res);
+  int rv;
+  AddrInfo res =
+      Lookup(host.empty() || host == "*" ? nullptr : host.c_str(), port, AI_PASSIVE, &rv);
   if (rv != 0) {
     *err = gai_strerror(rv);
     return -1;
   }
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owned(res, freeaddrinfo);
   std::string last_error = "no address";
   std::vector<int> opened;
-  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+  for (addrinfo* ai = res.get(); ai; ai = ai->ai_next) {
     sockaddr_storage sa;
     memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
     if (port_number) {  // port 0: the first socket picks, the others follow it

@@ -56,7 +56,7 @@ class Channel::Backoff final : private TimerHandler {
 
  private:
   void OnTimer() noexcept override {
-    if (!channel_->closed_ && !channel_->conn_ && channel_->pending_head_)
+    if (!channel_->closed_ && !channel_->conn_ && !channel_->pending_.empty())
       channel_->StartConnecting();
   }
   Channel* channel_;
@@ -98,7 +98,7 @@ bool ClientCall::Write(const char* data, size_t len) {
 bool ClientCall::send_blocked() const {
   if (done_) return false;
   // While waiting for a connection, up to the batching mark is queued.
-  if (!attached()) return pending_ && pending_send() > kSendHighWater;
+  if (!attached()) return pending() && pending_send() > kSendHighWater;
   return session()->SendBlocked(this);
 }
 
@@ -120,7 +120,7 @@ bool ClientCall::Cancel(int code, std::string_view details) noexcept {
 }
 
 void ClientCall::Abandon(uint32_t h2_code) noexcept {
-  if (pending_) channel_->RemovePending(this);
+  if (pending()) channel_->RemovePending(this);
   if (!attached()) return;
   session()->Abandon(this, h2_code);
   conn_->Kick();
@@ -136,7 +136,7 @@ void ClientCall::Finish(int code, std::string_view details) noexcept {
     details_.clear();
   }
   if (timer_) timer_->Stop();
-  if (pending_) channel_->RemovePending(this);
+  if (pending()) channel_->RemovePending(this);
   if (code_ == kOk && unary_response_ && deframer.messages().size() != 1) {
     code_ = kUnimplemented;
     try {
@@ -239,7 +239,7 @@ void Channel::Close() noexcept {
   if (closed_) return;
   closed_ = true;
   if (backoff_) backoff_->Stop();
-  while (ClientCall* call = PopPending()) call->Finish(kCancelled, "Channel closed!");
+  while (ClientCall* call = pending_.pop_front()) call->Finish(kCancelled, "Channel closed!");
   // Draining connections (told to go away, finishing their calls) too.
   // Each close leaves conns_ by itself; one dropped with its reactor (an
   // ended thread) is closed already and stays.
@@ -256,7 +256,8 @@ void Channel::MoveTo(ReactorRef reactor) {
   conns_.clear();
   conn_ = nullptr;
   // Calls pending on the old reactor can never go out from it.
-  while (ClientCall* call = PopPending()) call->Finish(kUnavailable, "Channel moved by os.fork()");
+  while (ClientCall* call = pending_.pop_front())
+    call->Finish(kUnavailable, "Channel moved by os.fork()");
   backoff_.reset();
   reactor_ = std::move(reactor);
 }
@@ -297,7 +298,7 @@ void Channel::Start(ClientCall* call, CallArgs& args) {
   }
   call->pending_path_.assign(args.path);
   if (args.metadata) call->pending_metadata_ = std::move(*args.metadata);
-  AddPending(call);
+  pending_.push_back(call);
   if (!conn_) StartConnecting();
 }
 
@@ -373,7 +374,7 @@ void Channel::OnConnectionReady(ClientConnection* c) {
   // One at a time off the list's head: a call that ends meanwhile leaves
   // the list by itself.
   while (c->ready()) {
-    ClientCall* call = PopPending();
+    ClientCall* call = pending_.pop_front();
     if (!call) break;
     Submit(call, c, call->pending_path_, call->pending_metadata_);
     call->pending_path_.clear();
@@ -393,7 +394,7 @@ void Channel::OnConnectionClosed(ClientConnection* c) noexcept {
   }
   if (c->state() == Connection::kClosed)
     conns_.erase(std::remove(conns_.begin(), conns_.end(), c), conns_.end());
-  if (!was_current || !pending_head_ || closed_) return;
+  if (!was_current || pending_.empty() || closed_) return;
   // Calls still wait for a connection: a new one after a connection that
   // served and went (closed, or told to go away), else the attempt failed.
   if (c->came_up()) StartConnecting();
@@ -407,49 +408,20 @@ void Channel::ConnectFailed() noexcept {
     details = "failed to connect to all addresses; last error: " + last_error_;
   } catch (...) {
   }
-  ClientCall* next;
-  bool waiting = false;
-  for (ClientCall* call = pending_head_; call; call = next) {
-    next = call->pending_next_;
-    if (call->wait_for_ready_) {
-      waiting = true;
-      continue;
-    }
-    call->Finish(kUnavailable, details);
+  // Once round the list: wait_for_ready calls go back to its end, in order.
+  for (size_t n = pending_.size(); n > 0; --n) {
+    ClientCall* call = pending_.pop_front();
+    if (call->wait_for_ready_) pending_.push_back(call);
+    else call->Finish(kUnavailable, details);
   }
-  if (!waiting) return;
+  if (pending_.empty()) return;
   try {
     if (!backoff_) backoff_ = std::make_unique<Backoff>(this);
     if (backoff_->Schedule()) return;
   } catch (...) {
   }
   // No timer: the waiting calls cannot be retried.
-  while (ClientCall* call = PopPending()) call->Finish(kUnavailable, {});
-}
-
-void Channel::AddPending(ClientCall* call) {
-  call->pending_ = true;
-  call->pending_prev_ = pending_tail_;
-  call->pending_next_ = nullptr;
-  if (pending_tail_) pending_tail_->pending_next_ = call;
-  else pending_head_ = call;
-  pending_tail_ = call;
-}
-
-void Channel::RemovePending(ClientCall* call) noexcept {
-  if (!call->pending_) return;
-  if (call->pending_prev_) call->pending_prev_->pending_next_ = call->pending_next_;
-  else pending_head_ = call->pending_next_;
-  if (call->pending_next_) call->pending_next_->pending_prev_ = call->pending_prev_;
-  else pending_tail_ = call->pending_prev_;
-  call->pending_prev_ = call->pending_next_ = nullptr;
-  call->pending_ = false;
-}
-
-ClientCall* Channel::PopPending() noexcept {
-  ClientCall* call = pending_head_;
-  if (call) RemovePending(call);
-  return call;
+  while (ClientCall* call = pending_.pop_front()) call->Finish(kUnavailable, {});
 }
 
 }  // namespace grpc_green

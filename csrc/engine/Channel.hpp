@@ -106,6 +106,7 @@ class ClientCall : public H2Stream, public Deferred, private TimerHandler {
  private:
   friend class Channel;
   bool trailers_only() const { return remote_ended && !trailers_received; }
+  bool pending() const { return pending_link_.linked; }
   // Never fails: details that cannot be copied (out of memory) are left
   // out, the status stays.
   void Finish(int code, std::string_view details) noexcept;
@@ -136,9 +137,7 @@ class ClientCall : public H2Stream, public Deferred, private TimerHandler {
   std::unique_ptr<Timer> timer_;
   // While waiting for a connection: the channel's pending list, and what
   // the request headers need then.
-  ClientCall* pending_prev_ = nullptr;
-  ClientCall* pending_next_ = nullptr;
-  bool pending_ = false;
+  ListLink<ClientCall> pending_link_;
   std::string pending_path_;
   Headers pending_metadata_;
 };
@@ -173,9 +172,7 @@ class Channel {
   void StartConnecting() noexcept;
   void OnConnectionReady(ClientConnection* c);
   void OnConnectionClosed(ClientConnection* c) noexcept;
-  void AddPending(ClientCall* call);
-  void RemovePending(ClientCall* call) noexcept;
-  ClientCall* PopPending() noexcept;
+  void RemovePending(ClientCall* call) noexcept { pending_.remove(call); }
   // No connection could be made: fail-fast calls end UNAVAILABLE,
   // wait_for_ready ones wait for the next attempt.
   void ConnectFailed() noexcept;
@@ -190,8 +187,8 @@ class Channel {
   ClientConnection* conn_ = nullptr;      // the one new calls go to
   std::vector<ClientConnection*> conns_;  // every connection not closed yet
   std::string last_error_;
-  ClientCall* pending_head_ = nullptr;
-  ClientCall* pending_tail_ = nullptr;
+  // Calls waiting for a connection, oldest first.
+  IntrusiveList<ClientCall, &ClientCall::pending_link_> pending_;
   std::unique_ptr<Backoff> backoff_;
 };
 

@@ -9,25 +9,12 @@ Reactor::~Reactor() {
   while (graveyard_) FreeAll(std::exchange(graveyard_, nullptr));
 }
 
-void Reactor::Unmark(Flushable* f) noexcept {
-  if (!f->flush_pending_) return;
-  if (f->flush_prev_) f->flush_prev_->flush_next_ = f->flush_next_;
-  else dirty_head_ = f->flush_next_;
-  if (f->flush_next_) f->flush_next_->flush_prev_ = f->flush_prev_;
-  else dirty_tail_ = f->flush_prev_;
-  f->flush_prev_ = f->flush_next_ = nullptr;
-  f->flush_pending_ = false;
-}
-
 void Reactor::FlushDirty() noexcept {
   // Not reentrant: the outer pass picks up what is marked meanwhile (a
   // Flush() that marks itself again runs again in this pass).
   if (flushing_) return;
   flushing_ = true;
-  while (Flushable* f = dirty_head_) {
-    Unmark(f);
-    f->Flush();
-  }
+  while (Flushable* f = dirty_.pop_front()) f->Flush();
   flushing_ = false;
 }
 

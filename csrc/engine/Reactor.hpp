@@ -27,6 +27,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "IntrusiveList.hpp"
 #include "IoManager.hpp"
 
 namespace grpc_green {
@@ -37,16 +38,14 @@ class Reactor;
 class Flushable {
  public:
   virtual void Flush() noexcept = 0;
-  bool flush_pending() const { return flush_pending_; }
+  bool flush_pending() const { return flush_link_.linked; }
 
  protected:
   ~Flushable() = default;
 
  private:
   friend class Reactor;
-  bool flush_pending_ = false;
-  Flushable* flush_prev_ = nullptr;  // the reactor's dirty list
-  Flushable* flush_next_ = nullptr;
+  ListLink<Flushable> flush_link_;  // on the reactor's dirty list
 };
 
 // Owns a socket that must be closed, without a byte written, when the
@@ -80,16 +79,11 @@ class Reactor {
   double Now() const { return MonotonicNow(); }
 
   void MarkDirty(Flushable* f) noexcept {
-    if (f->flush_pending_) return;
-    f->flush_pending_ = true;
-    f->flush_prev_ = dirty_tail_;
-    f->flush_next_ = nullptr;
-    if (dirty_tail_) dirty_tail_->flush_next_ = f;
-    else dirty_head_ = f;
-    dirty_tail_ = f;
+    if (f->flush_pending()) return;
+    dirty_.push_back(f);
     Poke();
   }
-  void Unmark(Flushable* f) noexcept;
+  void Unmark(Flushable* f) noexcept { dirty_.remove(f); }
   // Frees `d` between passes: at the next reap, or one pass later when
   // others were woken before it died (they may still hold it).
   void DeferDelete(Deferred* d) noexcept {
@@ -109,7 +103,7 @@ class Reactor {
   // Frees the dead. `others_ready`: woken work has not run yet, so what
   // died this pass waits one more.
   void ReapGraveyard(bool others_ready) noexcept;
-  bool has_dirty() const { return dirty_head_ != nullptr; }
+  bool has_dirty() const { return !dirty_.empty(); }
   bool has_dead() const { return graveyard_ || graveyard_older_; }
 
   // One pass without greenlets: flush, reap, then poll (waiting unless
@@ -141,8 +135,7 @@ class Reactor {
 
   size_t refs_ = 1;  // the creator's
   bool stopped_ = false;
-  Flushable* dirty_head_ = nullptr;
-  Flushable* dirty_tail_ = nullptr;
+  IntrusiveList<Flushable, &Flushable::flush_link_> dirty_;
   bool flushing_ = false;
   Deferred* graveyard_ = nullptr;        // deferred this pass
   Deferred* graveyard_older_ = nullptr;  // and the pass before
