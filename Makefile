@@ -119,6 +119,7 @@ bench: build bench-venv $(BENCH_SERVER_CPP) $(BENCH_SERVER_CB)
 	$(PY) bench/gevent_inprocess.py
 	$(PY) bench/concurrency.py
 	$(PY) bench/memory.py
+	$(PY) bench/icount.py
 
 # Python packages of the benchmarks only (matplotlib for bench/plot.py).
 bench-venv: $(VENV)/.bench-installed

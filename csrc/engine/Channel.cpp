@@ -293,7 +293,7 @@ void Channel::Start(ClientCall* call, CallArgs& args) {
   static const Headers kNoMetadata;
   const Headers& md = args.metadata ? *args.metadata : kNoMetadata;
   if (conn_ && conn_->ready()) {
-    Submit(call, conn_, args.path, md);
+    Submit(call, conn_, args.path, md, args.timeout);
     return;
   }
   call->pending_path_.assign(args.path);
@@ -308,10 +308,12 @@ constexpr size_t kFixedRequestHeaders = 9;
 }  // namespace
 
 void Channel::Submit(ClientCall* call, ClientConnection* conn, std::string_view path,
-                     const Headers& md) {
+                     const Headers& md, double timeout_s) {
+  // The timeout as given, for a call that goes out at once: the same value
+  // call after call stays in HPACK's table (a remaining time would differ
+  // each time, and cost a literal header on both ends).
   std::string timeout;
-  if (call->deadline_ >= 0)
-    timeout = EncodeGrpcTimeout(static_cast<int64_t>((call->deadline_ - reactor_->Now()) * 1e9));
+  if (call->deadline_ >= 0) timeout = EncodeGrpcTimeout(static_cast<int64_t>(timeout_s * 1e9));
   // The headers' array lives on the stack unless there is much metadata.
   nghttp2_nv fixed[16];
   std::vector<nghttp2_nv> more;
@@ -376,7 +378,8 @@ void Channel::OnConnectionReady(ClientConnection* c) {
   while (c->ready()) {
     ClientCall* call = pending_.pop_front();
     if (!call) break;
-    Submit(call, c, call->pending_path_, call->pending_metadata_);
+    double left = call->deadline_ < 0 ? -1 : call->deadline_ - reactor_->Now();
+    Submit(call, c, call->pending_path_, call->pending_metadata_, left);
     call->pending_path_.clear();
     call->pending_metadata_.clear();
     call->OnSendReady();  // writers parked while pending may go on

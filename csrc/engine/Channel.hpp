@@ -167,8 +167,11 @@ class Channel {
  private:
   friend class ClientCall;
   friend class ClientConnection;
-  void Submit(ClientCall* call, ClientConnection* conn, std::string_view path,
-              const Headers& metadata);
+  // Sends the call's headers (and its unary request) on `conn`; the
+  // grpc-timeout header says `timeout_s` (no header when the call has no
+  // deadline).
+  void Submit(ClientCall* call, ClientConnection* conn, std::string_view path, const Headers& md,
+              double timeout_s);
   void StartConnecting() noexcept;
   void OnConnectionReady(ClientConnection* c);
   void OnConnectionClosed(ClientConnection* c) noexcept;
