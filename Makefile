@@ -108,7 +108,7 @@ demo: build
 
 # C++ echo server for the client benchmarks (bench/client.py). Its packages
 # are installed here only, never by build/test/demo.
-BENCH_PACKAGES := g++ pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+BENCH_PACKAGES := g++ pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc valgrind
 BENCH_SERVER_CPP := build/bench/echo_server_cpp
 BENCH_SERVER_CB := build/bench/echo_server_cb
 BENCH_GEN := build/bench/gen
