@@ -39,6 +39,12 @@ def int_to_status_code(code: int | None) -> StatusCode:
     return _INT_TO_STATUS.get(code, StatusCode.UNKNOWN)  # type: ignore[arg-type]
 
 
+def fully_qualified_method(group: str, method: str) -> str:
+    """The path of ``method`` of service ``group``; grpcio's helper of the
+    same name (code written for grpcio reaches it as ``grpc._common``)."""
+    return f"/{group}/{method}"
+
+
 # ----------------------------------------------------------------- options
 
 # grpcio option -> (keyword argument of _core.Channel or _core.Server,
