@@ -12,6 +12,12 @@ class ClientConnection final : public Connection {
       : Connection(reactor, H2Session::kClient, s), channel_(channel) {}
   Channel* channel_;  // null once the channel has let go of it
   bool came_up() const { return came_up_; }
+  // Freed by the reactor between passes (once).
+  void Bury() noexcept {
+    if (buried_) return;
+    buried_ = true;
+    reactor()->DeferDelete(this);
+  }
 
  protected:
   void OnReady() override {
@@ -21,14 +27,6 @@ class ClientConnection final : public Connection {
   void OnClosed() noexcept override {
     if (channel_) channel_->OnConnectionClosed(this);
     if (state() == kClosed) Bury();
-  }
-
- public:
-  // Freed by the reactor between passes (once).
-  void Bury() noexcept {
-    if (buried_) return;
-    buried_ = true;
-    reactor()->DeferDelete(this);
   }
 
  private:
@@ -42,7 +40,6 @@ class Channel::Backoff final : private TimerHandler {
  public:
   explicit Backoff(Channel* channel) : channel_(channel) {}
   void Reset() { delay_ = 1.0; }
-  bool active() const { return timer_ && timer_->active(); }
   // False if the loop refused the timer.
   bool Schedule() {
     if (!timer_) timer_ = channel_->reactor()->io().NewTimer(this);
