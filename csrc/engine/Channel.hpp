@@ -150,7 +150,6 @@ class Channel {
   Channel& operator=(const Channel&) = delete;
 
   Reactor* reactor() const { return reactor_.get(); }
-  const ChannelOptions& options() const { return opts_; }
   bool closed() const { return closed_; }
 
   // Starts `call` (owned by the caller). On return it is on a stream,

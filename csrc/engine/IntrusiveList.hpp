@@ -24,7 +24,6 @@ class IntrusiveList {
   bool empty() const { return head_ == nullptr; }
   size_t size() const { return size_; }
   T* front() const { return head_; }
-  static bool contains(const T* t) { return (t->*Link).linked; }
 
   void push_back(T* t) noexcept {
     ListLink<T>& l = t->*Link;

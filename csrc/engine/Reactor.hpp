@@ -118,7 +118,6 @@ class Reactor {
   // the dead freed, and what dies from now on is freed at once. The
   // reactor itself lives on while engine objects still refer to it.
   void Stop() noexcept;
-  bool stopped() const { return stopped_; }
 
   void Ref() noexcept { ++refs_; }
   void Unref() noexcept {

@@ -280,8 +280,6 @@ bool Server::Start() {
   return ok;
 }
 
-void Server::Abandon() { listeners_.clear(); }
-
 void Server::Accept(int lfd) {
   for (int i = 0; i < 64; ++i) {
     SocketAddress peer;

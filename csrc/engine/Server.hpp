@@ -146,11 +146,6 @@ class Server final : private TimerHandler {
   Server& operator=(const Server&) = delete;
 
   Reactor* reactor() const { return reactor_.get(); }
-  const ServerOptions& options() const { return opts_; }
-  bool started() const { return started_; }
-  bool stopping() const { return stopping_; }
-  bool terminated() const { return terminated_; }
-  long active_calls() const { return active_; }
 
   // Binds `address` ("host:port", "[v6]:port"; port 0 picks one). Returns
   // the port, or -1 with `err`.
@@ -162,9 +157,6 @@ class Server final : private TimerHandler {
   // none) before their connections close. OnTerminated() follows once
   // everything has ended (maybe from inside this call).
   void Stop(double grace);
-  // The reactor's owner went away (a forked child, an ended thread): no
-  // more accepting; the listening sockets are closed already.
-  void Abandon();
 
  private:
   friend class ServerConnection;
