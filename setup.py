@@ -1,8 +1,10 @@
-"""Build script for grpc_green and its C++ engine, grpc_green._core."""
+"""The C++ extension grpc_green._core: its sources, flags and libraries.
+
+The package's metadata is in pyproject.toml.
+"""
 
 import glob
 import os
-import re
 import subprocess
 
 from setuptools import Extension, setup
@@ -12,7 +14,13 @@ from setuptools.command.build_ext import build_ext
 class BuildExt(build_ext):
     """An in-place build replaces grpc_green/_core*.so with a new file instead
     of rewriting the old one: processes still running with the old library
-    mapped (a benchmark, a test server) keep it intact."""
+    mapped (a benchmark, a test server) keep it intact. The sources compile
+    in parallel, one job per CPU, unless --parallel says otherwise."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
 
     def copy_file(self, infile, outfile, *args, **kwargs):
         if os.path.exists(outfile) and outfile.endswith(".so"):
@@ -33,9 +41,6 @@ def greenlet_include():
 
     return os.path.dirname(greenlet.__file__)
 
-
-with open(os.path.join("grpc_green", "_version.py")) as f:
-    VERSION = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
 
 debug = os.environ.get("GRPC_GREEN_DEBUG") == "1"
 asan = os.environ.get("GRPC_GREEN_ASAN") == "1"
@@ -94,22 +99,4 @@ core = Extension(
     depends=glob.glob("csrc/*.hpp") + glob.glob("csrc/engine/*.hpp"),
 )
 
-setup(
-    name="grpc_green",
-    version=VERSION,
-    description="gRPC for greenlet and gevent applications, on nghttp2 and libev",
-    packages=["grpc_green"],
-    # PEP 561: the package's annotations, and the extension's stub.
-    package_data={"grpc_green": ["py.typed", "_core.pyi"]},
-    ext_modules=[core],
-    cmdclass={"build_ext": BuildExt},
-    python_requires=">=3.10",
-    install_requires=["greenlet>=3.0", "protobuf>=4.21"],
-    extras_require={"gevent": ["gevent>=24.2"]},
-    # gevent.monkey.patch_all(grpc=True) patches grpc to grpc_green too.
-    entry_points={
-        "gevent.plugins.monkey.did_patch_all": [
-            "grpc_green = grpc_green.monkey:_gevent_did_patch_all",
-        ],
-    },
-)
+setup(ext_modules=[core], cmdclass={"build_ext": BuildExt})

@@ -98,6 +98,10 @@ if str(GEN_DIR) not in sys.path:
 
 # ------------------------------------------------------ module under test
 
+# Set by `make test-wheel`: the package under test is installed (the wheel),
+# and the suite runs outside the checkout.
+INSTALLED = os.environ.get("GRPC_GREEN_TEST_INSTALLED") == "1"
+
 if USING_GREEN:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -111,6 +115,13 @@ if USING_GREEN:
     import grpc_green.hub
     import grpc_green.monkey
 
+    # `make test-wheel` runs this suite from a copy of tests/ against the
+    # wheel installed into a scratch venv: every test must get that package.
+    if INSTALLED and not grpc_green.__file__.startswith(sys.prefix + os.sep):
+        raise RuntimeError(
+            "GRPC_GREEN_TEST_INSTALLED=1 but grpc_green comes from %s, not from "
+            "this environment (%s)" % (grpc_green.__file__, sys.prefix)
+        )
     grpc_green.monkey.patch_grpc()
 
 import grpc  # noqa: E402  (grpc_green when patched, grpcio otherwise)
