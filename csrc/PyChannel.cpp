@@ -115,13 +115,18 @@ int Channel_init(PyChannelObject* self, PyObject* args, PyObject* kwds) {
                                  "authority",
                                  "user_agent",
                                  "initial_window_size",
+                                 "min_connect_timeout_ms",
+                                 "initial_backoff_ms",
+                                 "max_backoff_ms",
                                  nullptr};
   const char* target;
   long long max_recv = 4 * 1024 * 1024, max_send = -1, window = 0;
   const char* authority = "";
   const char* user_agent = "grpc_green";
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|LLssL", const_cast<char**>(kwlist), &target,
-                                   &max_recv, &max_send, &authority, &user_agent, &window))
+  long long min_connect_ms = 20000, initial_backoff_ms = 1000, max_backoff_ms = 120000;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|LLssLLLL", const_cast<char**>(kwlist), &target,
+                                   &max_recv, &max_send, &authority, &user_agent, &window,
+                                   &min_connect_ms, &initial_backoff_ms, &max_backoff_ms))
     return -1;
   if (self->channel) {
     // Calls in flight point into the channel it would replace.
@@ -132,6 +137,11 @@ int Channel_init(PyChannelObject* self, PyObject* args, PyObject* kwds) {
     PyErr_SetString(PyExc_ValueError, "initial_window_size must be 0 to 2**31-1");
     return -1;
   }
+  if (min_connect_ms < 0 || initial_backoff_ms < 0 || max_backoff_ms < 0) {
+    PyErr_SetString(PyExc_ValueError,
+                    "min_connect_timeout_ms, initial_backoff_ms and max_backoff_ms must be >= 0");
+    return -1;
+  }
   Hub* hub = Hub::Get();
   if (!hub) return -1;
   ChannelOptions opts;
@@ -140,6 +150,9 @@ int Channel_init(PyChannelObject* self, PyObject* args, PyObject* kwds) {
   opts.authority = authority;
   opts.user_agent = user_agent;
   if (window > 0) opts.h2.initial_window_size = static_cast<uint32_t>(window);
+  opts.min_connect_timeout = static_cast<double>(min_connect_ms) / 1000;
+  opts.initial_backoff = static_cast<double>(initial_backoff_ms) / 1000;
+  opts.max_backoff = static_cast<double>(max_backoff_ms) / 1000;
   self->channel = std::make_unique<Channel>(ReactorRef(hub), target, std::move(opts));
   return 0;
 }

@@ -299,15 +299,17 @@ int Server_init(PyServerObject* self, PyObject* args, PyObject* kwds) {
                                  "max_concurrent_streams",
                                  "initial_window_size",
                                  "so_reuseport",
+                                 "handshake_timeout_ms",
                                  nullptr};
   PyObject* dispatch;
   long max_concurrent = -1;
   long long max_recv = 4 * 1024 * 1024, max_send = -1;
   long long max_streams = 0, window = 0;
   int reuseport = 1;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|lLLLLp", const_cast<char**>(kwlist), &dispatch,
+  long long handshake_ms = 120000;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|lLLLLpL", const_cast<char**>(kwlist), &dispatch,
                                    &max_concurrent, &max_recv, &max_send, &max_streams, &window,
-                                   &reuseport))
+                                   &reuseport, &handshake_ms))
     return -1;
   if (self->impl) {
     // Calls in flight point into the server it would replace.
@@ -319,6 +321,10 @@ int Server_init(PyServerObject* self, PyObject* args, PyObject* kwds) {
                     "max_concurrent_streams and initial_window_size must be 0 to 2**31-1");
     return -1;
   }
+  if (handshake_ms < 0) {
+    PyErr_SetString(PyExc_ValueError, "handshake_timeout_ms must be >= 0");
+    return -1;
+  }
   Hub* hub = Hub::Get();
   if (!hub) return -1;
   ServerOptions opts;
@@ -328,6 +334,7 @@ int Server_init(PyServerObject* self, PyObject* args, PyObject* kwds) {
   if (max_streams > 0) opts.h2.max_concurrent_streams = static_cast<uint32_t>(max_streams);
   if (window > 0) opts.h2.initial_window_size = static_cast<uint32_t>(window);
   opts.reuseport = reuseport;
+  opts.handshake_timeout = static_cast<double>(handshake_ms) / 1000;
   self->impl = std::make_unique<GreenServer>(reinterpret_cast<PyObject*>(self), hub,
                                              OwnedObject::owning(dispatch), std::move(opts));
   return self->impl->termination ? 0 : -1;

@@ -50,6 +50,21 @@ def fully_qualified_method(group: str, method: str) -> str:
 # grpcio option -> (keyword argument of _core.Channel or _core.Server,
 # conversion of the value or None). Other options are ignored.
 OptionTable = dict[str, tuple[str, Callable[[Any], Any] | None]]
+
+
+def _milliseconds(option: str, floor: int) -> Callable[[Any], int]:
+    """The conversion of a duration option in milliseconds: an int, raised
+    to ``floor`` (gRPC core's floor for it); anything else raises TypeError
+    (core would ignore it, and keep its default)."""
+
+    def convert(value: Any) -> int:
+        if not isinstance(value, int):
+            raise TypeError(f"{option} must be an int (milliseconds), not {type(value).__name__}")
+        return max(floor, value)
+
+    return convert
+
+
 _MESSAGE_AND_WINDOW: OptionTable = {
     "grpc.max_receive_message_length": ("max_receive_message_length", None),
     "grpc.max_send_message_length": ("max_send_message_length", None),
@@ -57,14 +72,39 @@ _MESSAGE_AND_WINDOW: OptionTable = {
     "grpc.http2.lookahead_bytes": ("initial_window_size", None),
     "grpc.http2.initial_window_size": ("initial_window_size", None),
 }
+# Reconnection as gRPC core reads these (floors of 100 ms). Core takes
+# min_reconnect_backoff_ms as MIN_CONNECT_TIMEOUT of the connection-backoff
+# document: a connection attempt whose server has not sent its SETTINGS
+# after max(that, the backoff delay) fails.
+_RECONNECT: OptionTable = {
+    "grpc.min_reconnect_backoff_ms": (
+        "min_connect_timeout_ms",
+        _milliseconds("grpc.min_reconnect_backoff_ms", 100),
+    ),
+    "grpc.initial_reconnect_backoff_ms": (
+        "initial_backoff_ms",
+        _milliseconds("grpc.initial_reconnect_backoff_ms", 100),
+    ),
+    "grpc.max_reconnect_backoff_ms": (
+        "max_backoff_ms",
+        _milliseconds("grpc.max_reconnect_backoff_ms", 100),
+    ),
+}
 CHANNEL_OPTIONS: Final[OptionTable] = {
     **_MESSAGE_AND_WINDOW,
+    **_RECONNECT,
     "grpc.default_authority": ("authority", None),
 }
 SERVER_OPTIONS: Final[OptionTable] = {
     **_MESSAGE_AND_WINDOW,
     "grpc.max_concurrent_streams": ("max_concurrent_streams", None),
     "grpc.so_reuseport": ("so_reuseport", bool),
+    # Time a client has to send its preface and SETTINGS (0 or less: none
+    # at all, as in grpcio: the connection gets GOAWAY at once).
+    "grpc.server_handshake_timeout_ms": (
+        "handshake_timeout_ms",
+        _milliseconds("grpc.server_handshake_timeout_ms", 0),
+    ),
 }
 
 

@@ -75,6 +75,13 @@ class Channel:
         authority: str = "",  # "": the target's host and port
         user_agent: str = "grpc_green",
         initial_window_size: int = 0,  # 0: the engine's (1 MiB)
+        # A connection without the server's SETTINGS after
+        # max(min_connect_timeout_ms, the backoff delay) fails; reconnection
+        # waits initial_backoff_ms, 1.6 times longer each failure, at most
+        # max_backoff_ms.
+        min_connect_timeout_ms: int = 20000,
+        initial_backoff_ms: int = 1000,
+        max_backoff_ms: int = 120000,
     ) -> None: ...
     def start(
         self,
@@ -187,6 +194,8 @@ class Server:
         max_concurrent_streams: int = 0,  # 0: nghttp2's default
         initial_window_size: int = 0,  # 0: the engine's (1 MiB)
         so_reuseport: bool = True,
+        # A client that has not sent its SETTINGS by then gets GOAWAY.
+        handshake_timeout_ms: int = 120000,
     ) -> None: ...
     def add_insecure_port(self, address: str, /) -> int:
         """Binds 'host:port' (port 0 picks one) and returns the port."""

@@ -34,17 +34,20 @@ class ClientConnection final : public Connection {
   bool buried_ = false;
 };
 
-// Reconnection for wait_for_ready calls: 1 s, then 1.6 times longer each
-// failure, at most 120 s; reset by a connection that comes up.
+// Reconnection for wait_for_ready calls: initial_backoff (1 s), then 1.6
+// times longer each failure, at most max_backoff (120 s); reset by a
+// connection that comes up.
 class Channel::Backoff final : private TimerHandler {
  public:
-  explicit Backoff(Channel* channel) : channel_(channel) {}
-  void Reset() { delay_ = 1.0; }
+  explicit Backoff(Channel* channel) : channel_(channel), delay_(channel->opts_.initial_backoff) {}
+  void Reset() { delay_ = channel_->opts_.initial_backoff; }
+  // The wait before the next attempt.
+  double delay() const { return delay_; }
   // False if the loop refused the timer.
   bool Schedule() {
     if (!timer_) timer_ = channel_->reactor()->io().NewTimer(this);
     bool ok = timer_->Start(delay_);
-    delay_ = std::min(delay_ * 1.6, 120.0);
+    delay_ = std::min(delay_ * 1.6, channel_->opts_.max_backoff);
     return ok;
   }
   void Stop() {
@@ -57,7 +60,7 @@ class Channel::Backoff final : private TimerHandler {
       channel_->StartConnecting();
   }
   Channel* channel_;
-  double delay_ = 1.0;
+  double delay_;
   std::unique_ptr<Timer> timer_;
 };
 
@@ -357,7 +360,11 @@ void Channel::StartConnecting() noexcept {
     auto conn = std::make_unique<ClientConnection>(reactor_.get(), this, opts_.h2);
     conns_.push_back(conn.get());
     conn_ = conn.release();
-    conn_->Connect(std::move(addresses));  // may fail at once: OnConnectionClosed
+    // gRPC's connect deadline: MIN_CONNECT_TIMEOUT, or the backoff delay
+    // once that is longer.
+    double timeout =
+        std::max(opts_.min_connect_timeout, backoff_ ? backoff_->delay() : opts_.initial_backoff);
+    conn_->Connect(std::move(addresses), timeout);  // may fail at once: OnConnectionClosed
   } catch (const std::exception& e) {
     try {
       last_error_ = e.what();

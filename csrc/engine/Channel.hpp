@@ -34,6 +34,14 @@ struct ChannelOptions {
   std::string authority;    // empty: the target's host:port
   std::string user_agent = "grpc_green";
   H2Settings h2;
+  // Reconnection (gRPC's connection-backoff document): a connection attempt
+  // that has not received the server's SETTINGS after max(min_connect_timeout,
+  // the current backoff delay) seconds fails; wait_for_ready calls then wait
+  // initial_backoff seconds, 1.6 times longer each failure, at most
+  // max_backoff, before the next attempt.
+  double min_connect_timeout = 20;
+  double initial_backoff = 1;
+  double max_backoff = 120;
 };
 
 // What a call needs to start.
@@ -175,7 +183,8 @@ class Channel {
   void OnConnectionReady(ClientConnection* c);
   void OnConnectionClosed(ClientConnection* c) noexcept;
   void RemovePending(ClientCall* call) noexcept { pending_.remove(call); }
-  // No connection could be made: fail-fast calls end UNAVAILABLE,
+  // No connection could be made (refused, or no SETTINGS in time):
+  // fail-fast calls end UNAVAILABLE,
   // wait_for_ready ones wait for the next attempt.
   void ConnectFailed() noexcept;
 

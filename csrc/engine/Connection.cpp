@@ -19,13 +19,15 @@ Connection::Connection(Reactor* reactor, H2Session::Role role, const H2Settings&
 Connection::~Connection() {
   reactor_->Untrack(this);
   reactor_->Unmark(this);
+  handshake_timer_.reset();
   io_.reset();
   if (fd_ >= 0) ::close(fd_);
 }
 
-void Connection::Adopt(int fd, std::string peer) noexcept {
+void Connection::Adopt(int fd, std::string peer, double handshake_timeout) noexcept {
   fd_ = fd;
   state_ = kReady;
+  handshake_timeout_ = handshake_timeout;
   try {
     peer_ = std::move(peer);
     int one = 1;
@@ -39,15 +41,17 @@ void Connection::Adopt(int fd, std::string peer) noexcept {
       Close("The event loop refused to watch the socket");
       return;
     }
+    if (!StartHandshakeTimer()) return;
     reactor_->MarkDirty(this);  // our SETTINGS
   } catch (const std::exception& e) {
     Fail(e.what());
   }
 }
 
-void Connection::Connect(std::vector<SocketAddress> addresses) noexcept {
+void Connection::Connect(std::vector<SocketAddress> addresses, double handshake_timeout) noexcept {
   addresses_ = std::move(addresses);
   next_address_ = 0;
+  handshake_timeout_ = handshake_timeout;
   try {
     StartNextAddress();
   } catch (const std::exception& e) {
@@ -56,6 +60,7 @@ void Connection::Connect(std::vector<SocketAddress> addresses) noexcept {
 }
 
 void Connection::StartNextAddress() {
+  if (handshake_timer_) handshake_timer_->Stop();
   io_.reset();
   if (fd_ >= 0) {
     ::close(fd_);
@@ -75,6 +80,7 @@ void Connection::StartNextAddress() {
     if (rv == 0 || errno == EINPROGRESS) {
       fd_ = fd;
       io_ = reactor_->io().NewIo(fd_, this);
+      if (!StartHandshakeTimer()) return;
       if (rv == 0) {
         FinishConnect();
       } else if (!io_->Set(kIoWrite)) {
@@ -101,7 +107,40 @@ void Connection::FinishConnect() {
     return;
   }
   reactor_->MarkDirty(this);  // connection preface + SETTINGS
+  // OnReady() waits for the server's SETTINGS (FinishHandshake()).
+}
+
+void Connection::FinishHandshake() {
+  handshake_done_ = true;
+  if (handshake_timer_) handshake_timer_->Stop();
   OnReady();
+}
+
+bool Connection::StartHandshakeTimer() {
+  if (handshake_timeout_ < 0) return true;
+  if (!handshake_timer_) handshake_timer_ = reactor_->io().NewTimer(this);
+  if (handshake_timer_->Start(handshake_timeout_)) return true;
+  Close("The event loop refused the handshake timer");
+  return false;
+}
+
+void Connection::OnTimer() noexcept {
+  if (handshake_done_ || state_ == kClosed) return;
+  try {
+    if (state_ == kConnecting) {  // no answer to the SYN: the next address
+      error_ = peer_ + ": Failed to connect to remote host: " + strerror(ETIMEDOUT);
+      StartNextAddress();
+    } else if (h2_->role() == H2Session::kClient) {
+      // grpcio's words for it.
+      error_ = peer_ + ": connection attempt timed out before receiving SETTINGS frame";
+      Close(error_);
+    } else {
+      GoawayAndClose("Did not receive HTTP/2 settings before handshake timeout",
+                     NGHTTP2_INTERNAL_ERROR, true);
+    }
+  } catch (const std::exception& e) {
+    Fail(e.what());
+  }
 }
 
 void Connection::OnIo(int events) noexcept {
@@ -139,6 +178,7 @@ void Connection::HandleIo(int events) {
           Close(reason);
           return;
         }
+        if (!handshake_done_ && h2_->settings_received()) FinishHandshake();
         if (state_ != kReady) return;  // a hook closed us
         if (static_cast<size_t>(n) < sizeof buf) break;
         continue;
@@ -221,15 +261,16 @@ void Connection::OnGoaway(uint32_t, int32_t) {
   }
 }
 
-void Connection::GoawayAndClose(std::string_view reason) noexcept {
+void Connection::GoawayAndClose(std::string_view reason, uint32_t error_code, bool debug) noexcept {
   if (state_ == kReady) {
-    h2_->Goaway(NGHTTP2_NO_ERROR);
+    h2_->Goaway(error_code, debug ? reason : std::string_view());
     Flush();
   }
   Close(reason);
 }
 
 void Connection::Drop() noexcept {
+  handshake_timer_.reset();
   io_.reset();
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
@@ -248,6 +289,7 @@ void Connection::Close(std::string_view reason) noexcept {
     }
   }
   reactor_->Unmark(this);
+  if (handshake_timer_) handshake_timer_->Stop();
   io_.reset();  // watchers stop before the fd closes
   if (fd_ >= 0) {
     ::close(fd_);

@@ -11,6 +11,11 @@
 // Reactor::DeferDelete(), so it is never freed inside one of its own
 // handlers.
 //
+// Handshake deadline: a connection whose peer has not sent its SETTINGS
+// within the handshake timeout closes (one timer per connection, armed at
+// connect or accept and stopped by the peer's SETTINGS). A client connection
+// is ready for calls (OnReady()) only once the server's SETTINGS are in.
+//
 // Errors: the io handler and Flush() never throw. What their work throws
 // (std::bad_alloc, say) closes the connection, and its streams end.
 #pragma once
@@ -33,7 +38,8 @@ class Connection : public Flushable,
                    public IoHandler,
                    public H2Session::Delegate,
                    public Deferred,
-                   public Droppable {
+                   public Droppable,
+                   private TimerHandler {
  public:
   enum State { kConnecting, kReady, kClosed };
 
@@ -41,13 +47,20 @@ class Connection : public Flushable,
   ~Connection() override;
 
   // Server side: adopts an accepted, non-blocking socket (closed on failure).
-  void Adopt(int fd, std::string peer) noexcept;
+  // The client has `handshake_timeout` seconds (< 0: no limit) to send its
+  // preface and SETTINGS.
+  void Adopt(int fd, std::string peer, double handshake_timeout = -1) noexcept;
   // Client side: starts a non-blocking connect to the first address that
-  // answers; OnReady() or OnClosed() tells the outcome.
-  void Connect(std::vector<SocketAddress> addresses) noexcept;
+  // answers; OnReady() or OnClosed() tells the outcome. Each address gets
+  // `handshake_timeout` seconds (< 0: no limit) to accept the connection
+  // and send its SETTINGS; one that has not accepted by then makes way for
+  // the next.
+  void Connect(std::vector<SocketAddress> addresses, double handshake_timeout = -1) noexcept;
 
   State state() const { return state_; }
-  bool ready() const { return state_ == kReady && !draining_; }
+  // The peer's SETTINGS have come.
+  bool handshake_done() const { return handshake_done_; }
+  bool ready() const { return state_ == kReady && handshake_done_ && !draining_; }
   bool draining() const { return draining_; }
   const std::string& peer() const { return peer_; }
   const std::string& error() const { return error_; }
@@ -62,9 +75,11 @@ class Connection : public Flushable,
   void Drain(uint32_t error_code);
   // Immediate close; attached streams see OnClose(kConnectionLost).
   void Close(std::string_view reason) noexcept;
-  // Sends GOAWAY and whatever else is queued (as far as the socket takes it
-  // without blocking), then closes.
-  void GoawayAndClose(std::string_view reason) noexcept;
+  // Sends GOAWAY (`error_code`, `reason` as its debug data when
+  // `debug`) and whatever else is queued, as far as the socket takes it
+  // without blocking, then closes.
+  void GoawayAndClose(std::string_view reason, uint32_t error_code = NGHTTP2_NO_ERROR,
+                      bool debug = false) noexcept;
 
   void Flush() noexcept override;
   void OnIo(int events) noexcept override;
@@ -84,6 +99,12 @@ class Connection : public Flushable,
   void DoFlush();
   void StartNextAddress();
   void FinishConnect();
+  // The peer's SETTINGS came: the handshake timer stops.
+  void FinishHandshake();
+  // Arms the handshake timer for one attempt; false (the connection
+  // closed) when the loop refused it.
+  bool StartHandshakeTimer();
+  void OnTimer() noexcept override;
   void MaybeFinishDrain();
   void UpdateWriteInterest();
   // Close() for an exception caught in a handler.
@@ -92,8 +113,11 @@ class Connection : public Flushable,
   Reactor* reactor_;
   State state_;
   bool draining_ = false;
+  bool handshake_done_ = false;
   int fd_ = -1;
+  double handshake_timeout_ = -1;
   std::unique_ptr<IoWatcher> io_;
+  std::unique_ptr<Timer> handshake_timer_;
   std::unique_ptr<H2Session> h2_;
   std::string peer_;
   std::string error_;

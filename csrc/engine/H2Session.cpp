@@ -166,10 +166,11 @@ void H2Session::Abandon(H2Stream* stream, uint32_t error_code) {
   Detach(stream);
 }
 
-void H2Session::Goaway(uint32_t error_code) {
+void H2Session::Goaway(uint32_t error_code, std::string_view debug) {
   if (!session_) return;
   int32_t last = nghttp2_session_get_last_proc_stream_id(session_);
-  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, last, error_code, nullptr, 0);
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, last, error_code,
+                        reinterpret_cast<const uint8_t*>(debug.data()), debug.size());
 }
 
 void H2Session::CloseAllStreams(uint32_t error_code) {
@@ -366,7 +367,12 @@ int H2Session::FrameRecv(const nghttp2_frame* frame) {
     delegate_->OnGoaway(frame->goaway.error_code, frame->goaway.last_stream_id);
     return 0;
   }
-  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
+  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) {
+    // Off the HEADERS/DATA path: the handshake's end costs those nothing.
+    if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK))
+      settings_received_ = true;
+    return 0;
+  }
   H2Stream* s = StreamOf(frame->hd.stream_id);
   if (!s || s->malformed) return 0;
   bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;

@@ -175,6 +175,8 @@ class H2Session {
   bool WantsOutput() const;
   // False once both sides are done (after GOAWAY and all streams closed).
   bool WantsIo() const;
+  // The peer's first SETTINGS frame has come: the HTTP/2 handshake is done.
+  bool settings_received() const { return settings_received_; }
 
   // Client: opens a stream with `headers` (pseudo headers first) and a body
   // taken from stream->sendbuf. Returns the stream id, or -1 with
@@ -204,8 +206,9 @@ class H2Session {
   void Reset(H2Stream* stream, uint32_t error_code);
   // Resets the stream and detaches it at once: no hook runs for it again.
   void Abandon(H2Stream* stream, uint32_t error_code);
-  // GOAWAY with the last stream id processed so far.
-  void Goaway(uint32_t error_code);
+  // GOAWAY with the last stream id processed so far; `debug` goes in its
+  // debug data.
+  void Goaway(uint32_t error_code, std::string_view debug = {});
   // Connection lost: calls OnClose(error_code) on every attached stream and
   // detaches them all.
   void CloseAllStreams(uint32_t error_code);
@@ -251,6 +254,7 @@ class H2Session {
   std::string stream_error_;  // nghttp2's words on the stream error it is about to report
   H2Stream* streams_ = nullptr;
   size_t stream_count_ = 0;
+  bool settings_received_ = false;
   // StreamOf()'s last answer; Attach() and Detach() keep it true.
   mutable int32_t cached_id_ = -1;
   mutable H2Stream* cached_stream_ = nullptr;

@@ -302,7 +302,7 @@ void Server::Accept(int lfd) {
       ::close(fd);
       throw;
     }
-    conn.release()->Adopt(fd, std::move(name));
+    conn.release()->Adopt(fd, std::move(name), opts_.handshake_timeout);
   }
 }
 

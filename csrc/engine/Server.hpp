@@ -32,6 +32,9 @@ struct ServerOptions {
   long long max_send = -1;  // < 0: no limit
   H2Settings h2;
   bool reuseport = true;  // grpc.so_reuseport: processes may share a port
+  // Seconds a client has to send its preface and SETTINGS (< 0: no limit);
+  // then GOAWAY and close (grpc.server_handshake_timeout_ms).
+  double handshake_timeout = 120;
 };
 
 class Server;

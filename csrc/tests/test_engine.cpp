@@ -5,6 +5,7 @@
 // The test server answers from the engine's hooks: it echoes each request
 // message back, and a request's metadata may ask for a status
 // ("x-status" / "x-details") or for silence ("x-hang").
+#include <errno.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -367,6 +368,141 @@ TEST_F(Engine, AddPortRejectsPortsOutOfRange) {
   EXPECT_NE(err.find("70000"), string::npos) << err;
   EXPECT_EQ(server->server.AddPort("127.0.0.1:-1", &err), -1);
   EXPECT_EQ(server->server.AddPort("127.0.0.1", &err), -1);
+}
+
+// ------------------------------------------------------ handshake deadline
+//
+// A port that accepts TCP and never says a word of HTTP/2 (a server bound
+// but not started, a stuck proxy). Deadlines here are short; the bounds on
+// how long things take are generous, for a busy machine.
+
+class SilentPeer {
+ public:
+  SilentPeer() {
+    std::vector<int> fds;
+    port = OpenListeners("127.0.0.1:0", false, &fds, &err);
+    if (port > 0) listen_fd = fds[0];
+  }
+  ~SilentPeer() {
+    for (int fd : accepted) close(fd);
+    if (listen_fd >= 0) close(listen_fd);
+  }
+  // Accepts whatever has connected (and never answers); returns the count.
+  size_t Accept() {
+    for (int fd; (fd = accept(listen_fd, nullptr, nullptr)) >= 0;) accepted.push_back(fd);
+    return accepted.size();
+  }
+  string target() const { return "127.0.0.1:" + std::to_string(port); }
+
+  int port = -1;
+  int listen_fd = -1;
+  string err;
+  std::vector<int> accepted;
+};
+
+TEST_F(Engine, SilentServerFailsFastCallsAtTheHandshakeDeadline) {
+  SilentPeer peer;
+  ASSERT_GT(peer.port, 0) << peer.err;
+  ChannelOptions opts;
+  opts.min_connect_timeout = 0.2;
+  opts.initial_backoff = 0.1;
+  channel = std::make_unique<Channel>(reactor, peer.target(), opts);
+  double start = MonotonicNow();
+  TestCall* call = Unary("x", {}, -1);  // no deadline of its own
+  ASSERT_TRUE(RunUntil(
+      reactor.get(), [&] { return peer.Accept() > 0 && call->done(); }, 10));
+  double took = MonotonicNow() - start;
+  EXPECT_EQ(call->code(), kUnavailable);
+  EXPECT_NE(call->details().find("failed to connect to all addresses"), string::npos);
+  EXPECT_NE(call->details().find("connection attempt timed out before receiving SETTINGS frame"),
+            string::npos)
+      << call->details();
+  EXPECT_GE(took, 0.1);
+  EXPECT_EQ(peer.accepted.size(), 1u);
+}
+
+TEST_F(Engine, WaitForReadyCallsRetryPastTheHandshakeDeadline) {
+  SilentPeer peer;
+  ASSERT_GT(peer.port, 0) << peer.err;
+  ChannelOptions opts;
+  opts.min_connect_timeout = 0.1;
+  opts.initial_backoff = 0.1;
+  opts.max_backoff = 0.1;
+  channel = std::make_unique<Channel>(reactor, peer.target(), opts);
+  calls.push_back(std::make_unique<TestCall>(true));
+  TestCall* call = calls.back().get();
+  CallArgs args;
+  args.path = "/test.Echo/Unary";
+  args.message = "x";
+  args.message_len = 1;
+  args.has_message = true;
+  args.wait_for_ready = true;
+  channel->Start(call, args);
+  // Attempts every 0.2 s or so; the call waits through them.
+  ASSERT_TRUE(RunUntil(
+      reactor.get(), [&] { return peer.Accept() >= 3 || call->done(); }, 20));
+  EXPECT_FALSE(call->done()) << call->code() << " " << call->details();
+  call->Cancel(kCancelled, "enough");
+  EXPECT_EQ(call->code(), kCancelled);
+}
+
+TEST_F(Engine, ServerClosesAConnectionThatNeverSendsItsPreface) {
+  ServerOptions sopts;
+  sopts.handshake_timeout = 0.2;
+  server = std::make_unique<EchoServer>(reactor, sopts);
+  string err;
+  int p = server->server.AddPort("127.0.0.1:0", &err);
+  ASSERT_GT(p, 0) << err;
+  server->server.Start();
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(p));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int rv = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  ASSERT_TRUE(rv == 0 || errno == EINPROGRESS);
+  string got;
+  bool eof = false;
+  double start = MonotonicNow();
+  ASSERT_TRUE(RunUntil(
+      reactor.get(),
+      [&] {
+        char buf[4096];
+        ssize_t n;
+        while ((n = recv(fd, buf, sizeof buf, 0)) > 0) got.append(buf, static_cast<size_t>(n));
+        eof = n == 0 || (n < 0 && errno != EAGAIN);
+        return eof;
+      },
+      10));
+  close(fd);
+  EXPECT_GE(MonotonicNow() - start, 0.1);
+  // SETTINGS, then GOAWAY(INTERNAL_ERROR) saying why, as grpcio's server does.
+  EXPECT_NE(got.find("Did not receive HTTP/2 settings before handshake timeout"), string::npos);
+}
+
+TEST_F(Engine, TheHandshakeTimerStopsAtSettings) {
+  ServerOptions sopts;
+  sopts.handshake_timeout = 0.1;
+  server = std::make_unique<EchoServer>(reactor, sopts);
+  string err;
+  int p = server->server.AddPort("127.0.0.1:0", &err);
+  ASSERT_GT(p, 0) << err;
+  server->server.Start();
+  ChannelOptions opts;
+  opts.min_connect_timeout = 0.1;
+  opts.initial_backoff = 0.1;
+  channel = std::make_unique<Channel>(reactor, "127.0.0.1:" + std::to_string(p), opts);
+  TestCall* hanging = Unary("x", {{"x-hang", "1"}}, -1);
+  ASSERT_TRUE(RunUntil(reactor.get(), [&] { return server->calls.size() == 1; }));
+  // Well past both deadlines, the connection still carries the call.
+  RunUntil(
+      reactor.get(), [] { return false; }, 0.5);
+  EXPECT_FALSE(hanging->done()) << hanging->details();
+  TestCall* next = Unary("y");
+  ASSERT_TRUE(Finish(next));
+  EXPECT_EQ(next->code(), kOk) << next->details();
+  hanging->Cancel(kCancelled, "done");
 }
 
 // ------------------------------------------------------ allocation faults
