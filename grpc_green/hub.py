@@ -8,6 +8,13 @@ The hub is grpc_green's own libev loop, or gevent's hub inside gevent
 applications (chosen automatically; see ``use`` and ``kind``). On gevent's
 hub these primitives and gevent's own (``gevent.sleep``, ``gevent.spawn``,
 queues, events) mix freely.
+
+Across threads: ``Event.set()`` may be called from any
+thread (one with a hub of its own or none), and wakes the waiting greenlets
+on their own threads' hubs at once. ``get_hub()`` gives this thread's hub as
+an object another thread can hold: ``Hub.spawn_threadsafe(fn, *args)`` runs
+``fn`` in a greenlet on it. A hub whose thread has ended drops wake-ups
+meant for it, and ``spawn_threadsafe`` to it raises RuntimeError.
 """
 
 from __future__ import annotations
@@ -18,9 +25,21 @@ from typing import Any, Generic, TypeVar
 from grpc_green import _core
 from grpc_green._hubs import kind, use
 
-__all__ = ["Event", "Task", "sleep", "spawn", "joinall", "kind", "use"]
+__all__ = [
+    "Event",
+    "Hub",
+    "Task",
+    "get_hub",
+    "joinall",
+    "kind",
+    "sleep",
+    "spawn",
+    "use",
+]
 
 Event = _core.Event
+Hub = _core.Hub
+get_hub = _core.get_hub
 sleep = _core.sleep
 
 _T = TypeVar("_T")
