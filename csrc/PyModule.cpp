@@ -1,5 +1,5 @@
-// grpc_green._core: module init, the Event type and the hub functions
-// (spawn, sleep) the Python layer builds on.
+// grpc_green._core: module init, the Event and Hub types and the hub
+// functions (spawn, sleep) the Python layer builds on.
 #include <Python.h>
 #include <limits.h>
 
@@ -75,7 +75,9 @@ PyObject* Event_wait(PyEventObject* self, PyObject* const* args, Py_ssize_t narg
   if (self->set) Py_RETURN_TRUE;
   double timeout;
   if (!ParseTimeout(nargs > 0 ? args[0] : nullptr, &timeout)) return nullptr;
-  if (!Hub::Get()) return nullptr;
+  Hub* hub = Hub::Get();
+  if (!hub) return nullptr;
+  Hub::RemoteWait remote(hub);  // set() may come from another thread
   double deadline = timeout < 0 ? -1 : MonotonicNow() + timeout;
   OwnedObject keep =
       OwnedObject::owning(reinterpret_cast<PyObject*>(self));  // the list outlives the wait
@@ -95,14 +97,66 @@ PyObject* Event_wait(PyEventObject* self, PyObject* const* args, Py_ssize_t narg
 }
 
 PyMethodDef Event_methods[] = {
-    {"set", GG_METHOD(Event_set), METH_NOARGS, "Sets the flag and wakes every waiter."},
+    {"set", GG_METHOD(Event_set), METH_NOARGS,
+     "Sets the flag and wakes every waiter (from any thread: waiters on another thread's hub are "
+     "woken through its inbox)."},
     {"clear", GG_METHOD(Event_clear), METH_NOARGS, nullptr},
     {"is_set", GG_METHOD(Event_is_set), METH_NOARGS, nullptr},
     {"wait", GG_METHOD(Event_wait), METH_FASTCALL,
      "wait(timeout=None) -> bool: parks the calling greenlet until set."},
     {nullptr, nullptr, 0, nullptr}};
 
+// -------------------------------------------------------------------- Hub
+
+// A thread's hub as an object other threads can hold: it keeps the hub's
+// memory (not its loop) alive.
+struct PyHubObject {
+  PyObject_HEAD
+  ReactorRef hub;
+};
+
+Hub* HubOf(PyObject* self) { return Hub::Of(reinterpret_cast<PyHubObject*>(self)->hub.get()); }
+
+void Hub_dealloc(PyObject* self) {
+  Destroy(&reinterpret_cast<PyHubObject*>(self)->hub);
+  Py_TYPE(self)->tp_free(self);
+}
+
+PyObject* Hub_spawn_threadsafe(PyObject* self, PyObject* args) {
+  Py_ssize_t n = PyTuple_GET_SIZE(args);
+  if (n < 1 || !PyCallable_Check(PyTuple_GET_ITEM(args, 0))) {
+    PyErr_SetString(PyExc_TypeError, "spawn_threadsafe(callable, *args)");
+    return nullptr;
+  }
+  OwnedObject rest = OwnedObject::consuming(PyTuple_GetSlice(args, 1, n));
+  if (!rest || !HubOf(self)->SpawnThreadsafe(PyTuple_GET_ITEM(args, 0), rest.borrow()))
+    return nullptr;
+  Py_RETURN_NONE;
+}
+
+PyObject* Hub_kind(PyObject* self, void*) {
+  return PyUnicode_FromString(HubOf(self)->kind() == Hub::kGevent ? "gevent" : "native");
+}
+
+PyMethodDef Hub_methods[] = {
+    {"spawn_threadsafe", GG_METHOD(Hub_spawn_threadsafe), METH_VARARGS,
+     "spawn_threadsafe(callable, *args): from any thread, runs callable(*args) in a greenlet "
+     "on this hub, waking it at once. RuntimeError if the hub's thread has ended."},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyGetSetDef Hub_getset[] = {{"kind", GG_ENTRY(Hub_kind), nullptr, "'native' or 'gevent'.", nullptr},
+                            {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
 // --------------------------------------------------------- hub functions
+
+PyObject* mod_get_hub(PyObject*, PyObject*) {
+  Hub* hub = Hub::Get();
+  if (!hub) return nullptr;
+  auto* self = PyObject_New(PyHubObject, &PyHub_Type);
+  if (!self) return nullptr;
+  Construct(&self->hub, hub);
+  return reinterpret_cast<PyObject*>(self);
+}
 
 PyObject* mod_spawn(PyObject*, PyObject* args) {
   Py_ssize_t n = PyTuple_GET_SIZE(args);
@@ -192,6 +246,8 @@ PyMethodDef module_methods[] = {
      "spawn_greenlet(callable, *args) -> greenlet started on the hub's next pass."},
     {"kill", GG_METHOD(mod_kill), METH_FASTCALL,
      "kill(greenlet, exception): the hub throws exception into greenlet on its next pass."},
+    {"get_hub", GG_METHOD(mod_get_hub), METH_NOARGS,
+     "get_hub() -> this thread's Hub (made now if needed), for other threads to wake."},
     {"monotonic", GG_METHOD(mod_monotonic), METH_NOARGS, "The clock deadlines are measured on."},
     {"sleep", GG_METHOD(mod_sleep), METH_O,
      "sleep(seconds): parks the calling greenlet; 0 yields."},
@@ -202,9 +258,13 @@ int module_exec(PyObject* m) {
   struct {
     const char* name;
     PyTypeObject* type;
-  } types[] = {{"Channel", &PyChannel_Type},       {"Call", &PyCall_Type},
-               {"UnaryUnary", &PyUnaryUnary_Type}, {"Server", &PyServer_Type},
-               {"ServerCall", &PyServerCall_Type}, {"Event", &PyEvent_Type}};
+  } types[] = {{"Channel", &PyChannel_Type},
+               {"Call", &PyCall_Type},
+               {"UnaryUnary", &PyUnaryUnary_Type},
+               {"Server", &PyServer_Type},
+               {"ServerCall", &PyServerCall_Type},
+               {"Event", &PyEvent_Type},
+               {"Hub", &PyHub_Type}};
   for (auto& t : types) {
     if (PyType_Ready(t.type) < 0) return -1;
     if (PyModule_AddObjectRef(m, t.name, reinterpret_cast<PyObject*>(t.type)) < 0) return -1;
@@ -238,6 +298,18 @@ PyTypeObject PyEvent_Type = [] {
   t.tp_new = GG_ENTRY(Event_new);
   t.tp_dealloc = reinterpret_cast<destructor>(Event_dealloc);
   t.tp_methods = Event_methods;
+  return t;
+}();
+
+PyTypeObject PyHub_Type = [] {
+  PyTypeObject t = EmptyTypeObject();
+  t.tp_name = "grpc_green._core.Hub";
+  t.tp_basicsize = sizeof(PyHubObject);
+  t.tp_flags = Py_TPFLAGS_DEFAULT;
+  t.tp_doc = "A thread's hub, for other threads to hand work to (made by get_hub()).";
+  t.tp_dealloc = Hub_dealloc;
+  t.tp_methods = Hub_methods;
+  t.tp_getset = Hub_getset;
   return t;
 }();
 

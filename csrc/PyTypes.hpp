@@ -16,6 +16,7 @@ extern PyTypeObject PyUnaryUnary_Type;
 extern PyTypeObject PyServer_Type;
 extern PyTypeObject PyServerCall_Type;
 extern PyTypeObject PyEvent_Type;
+extern PyTypeObject PyHub_Type;
 
 // _core.Event: a flag greenlets wait on cooperatively.
 struct PyEventObject {

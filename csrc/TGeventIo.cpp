@@ -1,6 +1,7 @@
 // The gevent IO manager: gevent's own loop, reached only through gevent's
-// public watcher API (loop.io(fd, events), loop.timer(after),
-// watcher.start(callback), watcher.stop(), watcher.close()).
+// public watcher API (loop.io(fd, events), loop.timer(after), loop.async_(),
+// watcher.start(callback), watcher.stop(), watcher.close(), watcher.ref,
+// async.send()).
 //
 // gevent's loop is never touched below that API: its wheels embed a libev
 // (or libuv) build of their own, so handing loop.ptr to grpc_green's libev
@@ -49,7 +50,7 @@ PyTypeObject LoopCallbackType = [] {
 // The names of gevent's watcher API, interned once (kept for the life of
 // the process).
 struct Names {
-  OwnedObject io, timer, start, stop, close, update;
+  OwnedObject io, timer, async_, start, stop, close, update, send, ref;
 };
 Names* names = nullptr;
 
@@ -59,6 +60,9 @@ bool InitNames() {
   auto n = std::make_unique<Names>();
   for (auto [field, text] : {std::pair{&n->io, "io"},
                              {&n->timer, "timer"},
+                             {&n->async_, "async_"},
+                             {&n->send, "send"},
+                             {&n->ref, "ref"},
                              {&n->start, "start"},
                              {&n->stop, "stop"},
                              {&n->close, "close"},
@@ -129,6 +133,7 @@ class Watch {
     CallQuietly(watcher_.get(), names->stop);
   }
   void Fired() { active_ = false; }
+  PyObject* watcher() const { return watcher_.get(); }  // borrowed; null before Start()
 
   void Close() {
     if (cb_) reinterpret_cast<LoopCallback*>(cb_.get())->target = nullptr;
@@ -213,6 +218,33 @@ class GeventIoManager final : public IoManager {
   void Abandon() override {
     for (GeventIo* w : ios_) w->Abandon();
     for (GeventTimer* t : timers_) t->Abandon();
+    wake_.Close();
+  }
+
+  // gevent's async watcher, unreferenced as gevent's own threadsafe one is
+  // (loop.run_callback_threadsafe): async.send() is thread-safe in both of
+  // gevent's loops (libev's ev_async_send, libuv's uv_async_send).
+  bool EnableWake(WakeHandler* handler) override {
+    if (wake_.active()) return true;
+    OwnedObject no_args = OwnedObject::consuming(PyTuple_New(0));
+    if (!no_args ||
+        !wake_.Start(loop_.get(), names->async_, no_args.get(), FireWake, handler, 0, false))
+      return false;
+    if (PyObject_SetAttr(wake_.watcher(), names->ref.get(), Py_False) == 0) return true;
+    wake_.Close();
+    return false;
+  }
+  void Signal() noexcept override {
+    if (wake_.watcher()) CallQuietly(wake_.watcher(), names->send);
+  }
+  void DisableWake() noexcept override { wake_.Close(); }
+  void KeepAliveForWake(bool on) noexcept override {
+    if (!wake_.watcher()) return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (PyObject_SetAttr(wake_.watcher(), names->ref.get(), on ? Py_True : Py_False) < 0)
+      PyErr_WriteUnraisable(wake_.watcher());
+    PyErr_Restore(type, value, tb);
   }
 
   PyObject* loop() const { return loop_.get(); }
@@ -220,7 +252,11 @@ class GeventIoManager final : public IoManager {
   std::unordered_set<GeventTimer*> timers_;
 
  private:
+  static void FireWake(void* handler, int) noexcept {
+    static_cast<WakeHandler*>(handler)->OnWake();
+  }
   OwnedObject loop_;
+  Watch wake_;
 };
 
 GeventIo::GeventIo(GeventIoManager* m, int fd, IoHandler* handler)

@@ -45,6 +45,22 @@ bool Finalizing() {
 #endif
 }
 
+// True when this interpreter has a Python thread besides the caller's (one
+// that might wake this thread's waiters). With the GIL held.
+bool OtherThreadsExist() {
+  PyThreadState* me = PyThreadState_Get();
+  for (PyThreadState* t = PyInterpreterState_ThreadHead(PyThreadState_GetInterpreter(me)); t;
+       t = PyThreadState_Next(t)) {
+    if (t != me) return true;
+  }
+  return false;
+}
+
+struct NoOpTimer final : TimerHandler {
+  void OnTimer() noexcept override {}
+};
+NoOpTimer no_op_timer;
+
 // Python's signal handlers, run after a poll a signal interrupted.
 void* ReleaseGil() { return PyEval_SaveThread(); }
 void AcquireGil(void* state) { PyEval_RestoreThread(static_cast<PyThreadState*>(state)); }
@@ -108,6 +124,12 @@ Waiter::Result Waiter::Wait(double timeout) {
 
 void Waiter::Wake() noexcept {
   if (!greenlet_) return;
+  // t_hub is the calling thread's live hub: another thread, a thread that
+  // has none, or a forked child takes the inbox's path.
+  if (hub_ != t_hub) {
+    hub_->WakeFromOtherThread(this);
+    return;
+  }
   woken_ = true;
   if (!queued()) hub_->Schedule(this);
 }
@@ -132,9 +154,8 @@ Hub::Hub(std::unique_ptr<IoManager> io, Kind kind)
 
 Hub::~Hub() {
   // Jobs still queued own their references; waiters are someone else's.
-  while (ReadyNode* n = PopReady()) {
-    if (n->is_job_) delete static_cast<Job*>(n);
-  }
+  while (ReadyNode* n = PopReady()) Discard(n);
+  while (ReadyNode* n = inbox_.pop_front()) Discard(n);
   if (g_hubs) g_hubs->erase(std::remove(g_hubs->begin(), g_hubs->end(), this), g_hubs->end());
 }
 
@@ -210,7 +231,12 @@ bool Hub::Init(BorrowedObject gevent_hub) {
     gevent_run_callback_ =
         OwnedObject::consuming(PyObject_GetAttrString(loop.get(), "run_callback"));
     drain_fn_ = OwnedObject::consuming(PyCFunction_New(&drain_def, capsule_.get()));
-    return gevent_run_callback_ && drain_fn_;
+    if (!gevent_run_callback_ || !drain_fn_) return false;
+    return io_->EnableWake(this);
+  }
+  if (!io_->EnableWake(this)) {
+    PyErr_SetString(PyExc_OSError, "grpc_green: the event loop refused its wake-up watcher");
+    return false;
   }
   OwnedObject current = CurrentGreenlet();
   if (!current) return false;
@@ -252,11 +278,14 @@ void Hub::EndThread() noexcept {
   if (t_hub == this) t_hub = nullptr;
   ended_ = true;
   Ref();  // this hub lives to the end of this function
-  // Nothing runs here again: queued work goes, pool greenlets and the hub
-  // greenlet are released (greenlet kills those still suspended).
-  while (ReadyNode* n = PopReady()) {
-    if (n->is_job_) delete static_cast<Job*>(n);
-  }
+  // Nothing runs here again: queued work goes (what other threads posted
+  // too: ended_ keeps them from posting more, and from signalling), pool
+  // greenlets and the hub greenlet are released (greenlet kills those still
+  // suspended).
+  while (ReadyNode* n = PopReady()) Discard(n);
+  while (ReadyNode* n = inbox_.pop_front()) Discard(n);
+  io_->DisableWake();
+  recheck_.reset();
   idle_workers_.clear();
   hub_greenlet_.reset();
   main_greenlet_.reset();
@@ -428,6 +457,86 @@ bool Hub::Kill(BorrowedObject g, BorrowedObject exc) {
   return true;
 }
 
+// ----------------------------------------------------------------- inbox
+
+void Hub::WakeFromOtherThread(Waiter* w) noexcept {
+  if (ended_ || orphaned_) return;  // nothing runs there again
+  w->woken_ = true;
+  if (!w->queued()) Post(w);
+}
+
+bool Hub::SpawnThreadsafe(BorrowedObject callable, BorrowedObject args) {
+  if (t_hub == this) return Spawn(callable, args);
+  if (ended_ || orphaned_) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    ended_ ? "grpc_green: this hub's thread has ended"
+                           : "grpc_green: this hub belongs to the parent process (os.fork())");
+    return false;
+  }
+  auto call = std::make_unique<RemoteCall>();
+  call->is_remote_ = true;
+  call->callable = OwnedObject::owning(callable);
+  call->args = OwnedObject::owning(args);
+  Post(call.release());
+  return true;
+}
+
+void Hub::Post(ReadyNode* n) noexcept {
+  n->in_inbox_ = true;
+  inbox_.push_back(n);
+  if (signalled_) return;  // the hub has yet to drain: it will find this too
+  signalled_ = true;
+  io_->Signal();
+}
+
+void Hub::OnWake() noexcept {
+  signalled_ = false;
+  if (ended_ || orphaned_) return;
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  while (ReadyNode* n = inbox_.pop_front()) {
+    n->in_inbox_ = false;
+    if (!n->is_remote_) {
+      Push(n);  // a waiter, marked woken by its waker
+      continue;
+    }
+    std::unique_ptr<RemoteCall> call(static_cast<RemoteCall*>(n));
+    bool ok = false;
+    try {
+      ok = Spawn(call->callable.borrow(), call->args.borrow());
+    } catch (...) {
+      SetPythonErrorFromException();
+    }
+    if (!ok) PyErr_WriteUnraisable(call->callable.get());
+  }
+  PyErr_Restore(type, value, tb);
+}
+
+// Two counts and, on gevent's hub only, a Python attribute on the first and
+// the last: the native hub looks at remote_waits_ only when its loop is empty.
+Hub::RemoteWait::RemoteWait(Hub* hub) noexcept : hub_(hub) {
+  hub_->Ref();
+  if (++hub_->remote_waits_ == 1 && hub_->kind_ == kGevent) hub_->io_->KeepAliveForWake(true);
+}
+
+Hub::RemoteWait::~RemoteWait() {
+  if (--hub_->remote_waits_ == 0 && hub_->kind_ == kGevent && !hub_->ended_)
+    hub_->io_->KeepAliveForWake(false);
+  hub_->Unref();
+}
+
+bool Hub::AwaitOtherThreads() {
+  if (remote_waits_ == 0 || !OtherThreadsExist()) return false;
+  // The wake-up's fd is polled though it keeps nothing alive; the timer
+  // bounds the poll, so a hub whose other threads have all gone without a
+  // word reports the deadlock after all.
+  if (!recheck_) recheck_ = io_->NewTimer(&no_op_timer);
+  if (!recheck_->Start(1.0)) return false;
+  io_->RunOnce(false);
+  recheck_->Stop();
+  return true;
+}
+
 // ------------------------------------------------------------------ loop
 
 PyObject* Hub::RunHub(PyObject* capsule, PyObject*) {
@@ -452,6 +561,7 @@ PyObject* Hub::Loop() {
     // it would hand every greenlet it runs to its parent.
     if (PyErr_CheckSignals() < 0) ThrowIntoMain();
     if (!alive && ready_.empty() && !has_dirty()) {
+      if (AwaitOtherThreads()) continue;
       PyErr_SetString(PyExc_RuntimeError,
                       "grpc_green: every greenlet is blocked and nothing can wake them "
                       "(no socket or timer is being watched)");
@@ -475,6 +585,12 @@ void Hub::RunReady() {
     // The waiter may be gone once the switch returns: hold nothing of it.
     Switched(PyGreenlet_Switch(AsGreenlet(w->greenlet_), wake_args_.get(), nullptr));
   }
+}
+
+void Hub::Discard(ReadyNode* n) noexcept {
+  n->in_inbox_ = false;
+  if (n->is_job_) delete static_cast<Job*>(n);
+  else if (n->is_remote_) delete static_cast<RemoteCall*>(n);
 }
 
 void Hub::RunJob(Job* job) {
@@ -552,6 +668,7 @@ PyObject* Hub::PollInline(Waiter* w) {
     }
     if (!ready_.empty() || orphaned_) break;
     if (!alive && !has_dirty()) {
+      if (AwaitOtherThreads()) continue;
       PyErr_SetString(PyExc_RuntimeError,
                       "grpc_green: every greenlet is blocked and nothing can wake them "
                       "(no socket or timer is being watched)");

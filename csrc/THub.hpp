@@ -24,7 +24,28 @@
 //
 // Threading: a Hub and everything attached to it belong to the thread that
 // created it; Hub::Current() is per thread. Objects remember their hub and
-// refuse use from another thread (CheckThread()).
+// refuse use from another thread (CheckThread()). Two things cross threads:
+// waking a Waiter (Event.set() in another thread) and SpawnThreadsafe().
+// Both go through the hub's inbox: the foreign thread appends to it and
+// signals the loop's wake-up (libev's ev_async, gevent's async watcher);
+// the hub moves what it finds there onto its ready queue, in its own thread,
+// from the wake-up's handler (OnWake). A wake from the hub's own thread
+// goes straight onto the ready queue: no lock, no syscall.
+//
+// The inbox is guarded by the GIL, not by a mutex of its own: everything
+// that appends to it is a Python entry point (Event.set, Queue.put,
+// Hub.spawn_threadsafe) and holds the GIL, the hub drains it holding the
+// GIL, and the native hub releases the GIL only inside its poll, where it
+// touches none of this. The GIL also orders what a foreign thread reads of
+// the hub (ended_, orphaned_) against the hub's own thread ending it. Only
+// the signal itself is lock-free (ev_async_send); a producer without the
+// GIL (or a free-threaded build) would need a mutex here.
+//
+// A hub whose thread has ended, or the parent's hub in a forked child, never
+// runs again: a wake-up of one of its waiters from another thread is
+// dropped, SpawnThreadsafe() to it raises RuntimeError, and what its inbox
+// held when the thread ended is dropped with it. The hub is not signalled
+// once it has ended, so its loop may go whenever its memory does.
 //
 // Lifetime: the hub is a counted Reactor. Its thread holds one reference,
 // dropped when the thread ends (its Python thread state is cleared): the
@@ -36,7 +57,8 @@
 // first use makes a fresh hub. Orphans are never freed (their loops share
 // kernel state with the parent's).
 //
-// Waking never allocates: the ready queue is intrusive (Waiter is a node).
+// Waking never allocates: the ready queue and the inbox are intrusive
+// (Waiter is a node).
 // This is the only translation unit that calls greenlet's C API.
 #pragma once
 
@@ -56,9 +78,10 @@ class Hub;
 // Imports greenlet's C API; called once from module init.
 bool ImportGreenletApi();
 
-// An entry of the hub's ready queue.
+// An entry of the hub's ready queue, or of its inbox.
 class ReadyNode {
  public:
+  // On the ready queue or in the inbox.
   bool queued() const { return ready_link_.linked; }
 
  protected:
@@ -66,8 +89,10 @@ class ReadyNode {
 
  private:
   friend class Hub;
-  ListLink<ReadyNode> ready_link_;
-  bool is_job_ = false;  // a Hub::Job (owned by the queue), else a Waiter
+  ListLink<ReadyNode> ready_link_;  // the ready queue's, or the inbox's
+  bool is_job_ = false;             // a Hub::Job (owned by the queue), else a Waiter
+  bool is_remote_ = false;          // a Hub::RemoteCall (owned by the inbox)
+  bool in_inbox_ = false;
 };
 
 // A Waiter must live on the heap (or inside a heap object), never on a
@@ -89,7 +114,9 @@ class Waiter final : private ReadyNode, private TimerHandler {
   // made on the hub itself, or the loop refused the timer.
   Result Wait(double timeout = -1);
   // Queues the waiting greenlet to resume; a no-op when nothing waits or a
-  // wake is already queued. Never allocates, never throws.
+  // wake is already queued. Never allocates, never throws. From another
+  // thread (with the GIL), through the hub's inbox; dropped if the waiter's
+  // hub has ended.
   void Wake() noexcept;
   bool waiting() const { return bool(greenlet_); }
 
@@ -120,7 +147,7 @@ class WaitList {
   std::vector<Waiter*> others_;
 };
 
-class Hub final : public Reactor {
+class Hub final : public Reactor, private WakeHandler {
  public:
   enum Kind { kNative, kGevent };
 
@@ -159,6 +186,28 @@ class Hub final : public Reactor {
   // Has the hub throw `exc` into greenlet `g` on its next pass (a no-op if
   // g has ended by then). The caller keeps running.
   bool Kill(BorrowedObject g, BorrowedObject exc);
+  // From any thread (with the GIL): runs callable(*args) in a pool greenlet
+  // of this hub, waking its loop. False with RuntimeError set when the hub's
+  // thread has ended or the hub is a forked parent's. One that cannot be
+  // started when the hub gets to it is reported as unraisable.
+  bool SpawnThreadsafe(BorrowedObject callable, BorrowedObject args);
+
+  // A wait that another thread may end (Event.wait, Queue.get), for its
+  // duration: it keeps the hub's memory alive (a waiter left parked when its
+  // thread ends may still be woken, and dropped, from another thread), and
+  // it tells the hub that an empty loop is not a deadlock while other
+  // threads exist (the native hub then keeps polling for their wake-up;
+  // gevent's loop is kept from raising LoopExit).
+  class RemoteWait {
+   public:
+    explicit RemoteWait(Hub* hub) noexcept;
+    ~RemoteWait();
+    RemoteWait(const RemoteWait&) = delete;
+    RemoteWait& operator=(const RemoteWait&) = delete;
+
+   private:
+    Hub* hub_;
+  };
 
  protected:
   void Poke() noexcept override {
@@ -173,6 +222,11 @@ class Hub final : public Reactor {
     OwnedObject greenlet;
     OwnedObject payload;
     bool throw_into = false;
+  };
+  // callable(*args) from another thread, spawned when the inbox is drained.
+  struct RemoteCall final : ReadyNode {
+    OwnedObject callable;
+    OwnedObject args;
   };
 
   Hub(std::unique_ptr<IoManager> io, Kind kind);
@@ -189,10 +243,29 @@ class Hub final : public Reactor {
     Poke();
   }
   ReadyNode* PopReady() noexcept { return ready_.pop_front(); }
-  void Unqueue(ReadyNode* n) noexcept { ready_.remove(n); }
+  void Unqueue(ReadyNode* n) noexcept {
+    if (n->in_inbox_) {
+      inbox_.remove(n);
+      n->in_inbox_ = false;
+    } else {
+      ready_.remove(n);
+    }
+  }
   void Schedule(Waiter* w) noexcept { Push(w); }
   void Unschedule(Waiter* w) noexcept { Unqueue(w); }
   void RunJob(Job* job);
+  // Deletes what the queue or the inbox owns (jobs, remote calls).
+  static void Discard(ReadyNode* n) noexcept;
+
+  // The inbox (see the top of this file). Foreign thread, GIL held:
+  void WakeFromOtherThread(Waiter* w) noexcept;
+  void Post(ReadyNode* n) noexcept;
+  // The hub's thread: the wake-up's handler drains the inbox.
+  void OnWake() noexcept override;
+  // Nothing here can wake anyone: if another thread may (a RemoteWait is in
+  // progress and other threads exist), polls once for its wake-up (or a
+  // second) and returns true; false: a real deadlock.
+  bool AwaitOtherThreads();
   // After a switch from the hub came back: `result` is the new reference or
   // NULL (error set).
   void Switched(PyObject* result);
@@ -234,6 +307,10 @@ class Hub final : public Reactor {
   OwnedObject wake_token_;  // what the hub switches into a waiter with
   OwnedObject wake_args_;   // (wake_token_,)
   IntrusiveList<ReadyNode, &ReadyNode::ready_link_> ready_;
+  IntrusiveList<ReadyNode, &ReadyNode::ready_link_> inbox_;  // guarded by the GIL
+  bool signalled_ = false;  // a wake-up is on its way (the inbox is drained soon)
+  size_t remote_waits_ = 0;
+  std::unique_ptr<Timer> recheck_;  // AwaitOtherThreads() polls a second at most
   std::vector<OwnedObject> idle_workers_;
 };
 

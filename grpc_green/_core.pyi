@@ -45,6 +45,9 @@ def spawn_greenlet(fn: Callable[..., object], /, *args: Any) -> greenlet:
 def kill(glet: greenlet, exception: BaseException | type[BaseException], /) -> None:
     """The hub throws ``exception`` into ``glet`` on its next pass."""
 
+def get_hub() -> Hub:
+    """This thread's hub (made now if needed), for other threads to hand work to."""
+
 def monotonic() -> float:
     """The clock deadlines are measured on."""
 
@@ -52,10 +55,21 @@ def sleep(seconds: float | None, /) -> None:
     """Parks the calling greenlet; 0 (or None) yields."""
 
 @final
+class Hub:
+    """A thread's hub, for other threads to hand work to (made by ``get_hub``)."""
+
+    @property
+    def kind(self) -> Literal["native", "gevent"]: ...
+    def spawn_threadsafe(self, fn: Callable[..., object], /, *args: Any) -> None:
+        """From any thread: runs ``fn(*args)`` in a greenlet on this hub, waking
+        it at once. RuntimeError if the hub's thread has ended."""
+
+@final
 class Event:
     """A flag that greenlets wait on cooperatively."""
 
-    def set(self) -> None: ...
+    def set(self) -> None:
+        """Sets the flag and wakes every waiter, from any thread."""
     def clear(self) -> None: ...
     def is_set(self) -> bool: ...
     def wait(self, timeout: float | None = None, /) -> bool:

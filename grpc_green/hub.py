@@ -8,19 +8,42 @@ The hub is grpc_green's own libev loop, or gevent's hub inside gevent
 applications (chosen automatically; see ``use`` and ``kind``). On gevent's
 hub these primitives and gevent's own (``gevent.sleep``, ``gevent.spawn``,
 queues, events) mix freely.
+
+Across threads: ``Event.set()`` and ``Queue.put()`` may be called from any
+thread (one with a hub of its own or none), and wake the waiting greenlets
+on their own threads' hubs at once. ``get_hub()`` gives this thread's hub as
+an object another thread can hold: ``Hub.spawn_threadsafe(fn, *args)`` runs
+``fn`` in a greenlet on it. A hub whose thread has ended drops wake-ups
+meant for it, and ``spawn_threadsafe`` to it raises RuntimeError.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
+from queue import Empty
 from typing import Any, Generic, TypeVar
 
 from grpc_green import _core
 from grpc_green._hubs import kind, use
 
-__all__ = ["Event", "Task", "sleep", "spawn", "joinall", "kind", "use"]
+__all__ = [
+    "Empty",
+    "Event",
+    "Hub",
+    "Queue",
+    "Task",
+    "get_hub",
+    "joinall",
+    "kind",
+    "sleep",
+    "spawn",
+    "use",
+]
 
 Event = _core.Event
+Hub = _core.Hub
+get_hub = _core.get_hub
 sleep = _core.sleep
 
 _T = TypeVar("_T")
@@ -84,3 +107,103 @@ def joinall(tasks: Iterable[Task[Any]], timeout: float | None = None) -> bool:
         if not t.join(left):
             return False
     return True
+
+
+class Queue(Generic[_T]):
+    """A FIFO queue whose ``get()`` parks the calling greenlet on its thread's
+    hub, never the OS thread, and whose ``put()`` may be called from any
+    thread: a getter parked on another thread's hub is woken at once.
+
+    The API is ``queue.Queue``'s for an unbounded queue: ``put()`` never
+    blocks (``block`` and ``timeout`` are accepted and ignored), ``get()``
+    and ``get_nowait()`` raise ``queue.Empty``. Getters are woken one per
+    item, first come first served.
+    """
+
+    # Pure Python on hub.Event: one Event per parked get(), set by the put()
+    # that hands it an item. deque's append/popleft/remove are atomic under
+    # the GIL, and each step below is ordered so that a put() racing a get()
+    # from another thread is never missed (see _park).
+    __slots__ = ("_items", "_getters")
+
+    def __init__(self) -> None:
+        self._items: deque[_T] = deque()
+        self._getters: deque[_core.Event] = deque()
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return False
+
+    def put(self, item: _T, block: bool = True, timeout: float | None = None) -> None:
+        """Appends ``item`` and wakes one parked getter (from any thread)."""
+        self._items.append(item)
+        if self._getters:
+            self._wake_one()
+
+    def put_nowait(self, item: _T) -> None:
+        self.put(item)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> _T:
+        """The oldest item; parks the calling greenlet until there is one (at
+        most ``timeout`` seconds, then raises ``queue.Empty``)."""
+        try:
+            return self._items.popleft()
+        except IndexError:
+            pass
+        if not block:
+            raise Empty
+        if timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        return self._park(timeout)
+
+    def get_nowait(self) -> _T:
+        return self.get(False)
+
+    def _park(self, timeout: float | None) -> _T:
+        items = self._items
+        event = _core.Event()
+        deadline = None if timeout is None else _core.monotonic() + timeout
+        try:
+            while True:
+                # Registered before looking: a put() either comes before the
+                # look (its item is seen) or finds this getter (and sets it).
+                event.clear()
+                self._getters.append(event)
+                if not items:
+                    left = None if deadline is None else deadline - _core.monotonic()
+                    if left is not None and left <= 0:
+                        raise Empty
+                    event.wait(left)
+                try:
+                    return items.popleft()
+                except IndexError:  # another getter was first: park again
+                    pass
+                if deadline is not None and _core.monotonic() >= deadline:
+                    raise Empty
+                self._unregister(event)
+        finally:
+            # A put() that chose this getter while it was leaving (with
+            # another item, by timeout, or killed) meant to wake someone:
+            # pass it on.
+            if self._unregister(event) and items:
+                self._wake_one()
+
+    def _unregister(self, event: _core.Event) -> bool:
+        """Removes ``event`` from the getters; True if a put() had taken it."""
+        try:
+            self._getters.remove(event)
+        except ValueError:
+            return True
+        return False
+
+    def _wake_one(self) -> None:
+        try:
+            event = self._getters.popleft()
+        except IndexError:  # another thread's put() woke the last one
+            return
+        event.set()

@@ -5,7 +5,8 @@
 // loop (NativeIo.cpp) or gevent's loop reached through gevent's public
 // watcher API (../TGeventIo.cpp).
 //
-// Threading: an IoManager and its watchers belong to one OS thread.
+// Threading: an IoManager and its watchers belong to one OS thread, with
+// one exception: Signal() may be called from any thread (see there).
 // Handlers are called from inside RunOnce() (or from gevent's loop); they
 // must not switch greenlets (they schedule wake-ups instead) and must not
 // throw: OnIo() and OnTimer() are noexcept, so every handler catches what
@@ -33,6 +34,15 @@ class TimerHandler {
 
  protected:
   ~TimerHandler() = default;
+};
+
+// Called in the loop's thread, from inside its loop, after Signal().
+class WakeHandler {
+ public:
+  virtual void OnWake() noexcept = 0;
+
+ protected:
+  ~WakeHandler() = default;
 };
 
 class IoWatcher {
@@ -68,6 +78,24 @@ class IoManager {
   // In a forked child: disarms every watcher and timer without touching the
   // parent's share of the loop (the owners close their fds themselves).
   virtual void Abandon() {}
+
+  // The cross-thread wake-up (libev's ev_async; gevent's async watcher).
+  // EnableWake() arms it, in the loop's thread: from then on Signal() makes
+  // the loop's poll return and handler->OnWake() run in the loop's thread.
+  // Signals coalesce (many before one OnWake() call it once). The wake-up
+  // never keeps the loop alive by itself: RunOnce() still returns false
+  // when nothing else is watched.
+  virtual bool EnableWake(WakeHandler* handler) = 0;
+  // Thread-safe, from any thread, but never after DisableWake() or while the
+  // manager is being destroyed (the owner guarantees it). The native loop's
+  // needs no lock; gevent's is a Python call, made with the GIL held.
+  virtual void Signal() noexcept = 0;
+  // In the loop's thread, when the loop's thread ends: no more wake-ups.
+  virtual void DisableWake() noexcept = 0;
+  // gevent only: while on, the wake-up keeps gevent's loop from finishing
+  // (gevent's hub would raise LoopExit in a greenlet another thread is about
+  // to wake). The native hub decides that itself (THub.cpp).
+  virtual void KeepAliveForWake(bool) noexcept {}
 };
 
 // What the native loop calls around its blocking poll: the hub releases

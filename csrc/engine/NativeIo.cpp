@@ -85,7 +85,9 @@ class NativeIoManager final : public IoManager {
     }
   }
   ~NativeIoManager() override {
-    if (loop_) ev_loop_destroy(loop_);
+    if (!loop_) return;
+    DisableWake();
+    ev_loop_destroy(loop_);
   }
   bool ok() const { return loop_ != nullptr; }
 
@@ -99,6 +101,26 @@ class NativeIoManager final : public IoManager {
     return ev_run(loop_, nowait ? EVRUN_NOWAIT : EVRUN_ONCE) != 0 || ev_pending_count(loop_) > 0;
   }
 
+  bool EnableWake(WakeHandler* handler) override {
+    if (ev_is_active(&async_)) return true;
+    wake_handler_ = handler;
+    ev_async_init(&async_, OnAsync);
+    async_.data = this;
+    ev_async_start(loop_, &async_);
+    // Unreferenced: the loop is not kept alive by the wake-up alone (its
+    // fd is polled all the same).
+    ev_unref(loop_);
+    return true;
+  }
+  // libev's one thread-safe call: a write to the loop's eventfd (or pipe),
+  // skipped when a wake-up is already pending.
+  void Signal() noexcept override { ev_async_send(loop_, &async_); }
+  void DisableWake() noexcept override {
+    if (!ev_is_active(&async_)) return;
+    ev_ref(loop_);  // libev: re-reference an unreferenced watcher before stopping it
+    ev_async_stop(loop_, &async_);
+  }
+
  private:
   static void Release(struct ev_loop* loop) noexcept {
     auto* self = static_cast<NativeIoManager*>(ev_userdata(loop));
@@ -108,9 +130,14 @@ class NativeIoManager final : public IoManager {
     auto* self = static_cast<NativeIoManager*>(ev_userdata(loop));
     self->hooks_.after(self->token_);
   }
+  static void OnAsync(struct ev_loop*, ev_async* w, int) noexcept {
+    static_cast<NativeIoManager*>(w->data)->wake_handler_->OnWake();
+  }
   PollHooks hooks_;
   void* token_ = nullptr;
   struct ev_loop* loop_;
+  ev_async async_{};
+  WakeHandler* wake_handler_ = nullptr;
 };
 
 }  // namespace
