@@ -5,8 +5,10 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "Channel.hpp"
 #include "PyMetadata.hpp"
@@ -51,26 +53,132 @@ struct DeferredDelete {
 };
 using CallPtr = std::unique_ptr<GreenCall, DeferredDelete>;
 
-struct PyChannelObject {
-  PyObject_HEAD
-  std::unique_ptr<Channel> channel;
+// What a channel was made with: another thread's engine is made the same.
+struct ChannelSpec {
+  std::string target;
+  ChannelOptions options;
 };
 
-// The channel, once the caller may use it. A channel made before
-// os.fork() and used in the child moves to the child's hub; from another
-// thread it refuses.
+// A channel serves every thread (grpcio's channels are thread-safe). Each
+// thread that calls on it gets an engine Channel of its own on its own hub,
+// with its own connections: a thread's calls need no other thread's loop to
+// run. The thread that made the channel finds its engine with one pointer
+// comparison (`fast`); other threads look theirs up. Everything here runs
+// with the GIL held; an engine is only ever touched from its hub's thread,
+// and what another thread needs done to it (close, free) is posted to that
+// hub (Hub::PostThreadsafe).
+struct ThreadEngine;
+struct PyChannelObject {
+  PyObject_HEAD
+  std::vector<std::unique_ptr<ThreadEngine>> engines;  // one per thread that used it
+  Channel* fast;                                       // the maker's engine, while it lives
+  Hub* fast_hub;
+  std::unique_ptr<ChannelSpec> spec;  // what makes another thread's engine
+  bool closed;
+};
+
+// One thread's engine of a channel. It goes when that thread ends (its
+// loop will never run again), so a channel that many short-lived threads
+// used keeps nothing of theirs.
+struct ThreadEngine final : Hub::EndListener {
+  ThreadEngine(PyChannelObject* owner, Hub* hub)
+      : owner(owner),
+        hub(hub),
+        engine(std::make_unique<Channel>(ReactorRef(hub), owner->spec->target,
+                                         ChannelOptions(owner->spec->options))) {
+    hub->Listen(this);
+  }
+  ~ThreadEngine() {
+    if (end_link.linked) hub->Unlisten(this);  // linked: the hub is alive
+    if (owner->fast && owner->fast == engine.get()) owner->fast = nullptr;
+  }
+  void OnHubEnded() noexcept override {
+    auto& v = owner->engines;
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      if (it->get() == this) {
+        std::unique_ptr<ThreadEngine> self = std::move(*it);
+        v.erase(it);
+        return;  // self goes here, and the engine with it
+      }
+    }
+  }
+  PyChannelObject* owner;
+  Hub* hub;  // the engine's
+  std::unique_ptr<Channel> engine;
+};
+
+// Runs on an engine's own hub what another thread asked for: close it, or
+// free it (the channel object is gone).
+struct EngineTask final : Hub::Task {
+  Channel* engine = nullptr;       // to close; the holder keeps it alive
+  OwnedObject holder;              // the PyChannelObject
+  std::unique_ptr<Channel> owned;  // to free
+  void Run() noexcept override {
+    if (owned) owned.reset();
+    else engine->Close();
+  }
+};
+
+// Closes an engine on its own thread: here when the caller is on that
+// thread or when its hub never runs again; otherwise with a task posted to
+// that hub. (A forked parent's engine has no sockets left to close.)
+void CloseEngine(PyChannelObject* self, ThreadEngine* e) {
+  if (e->hub->OnThread() || e->hub->ended() || e->hub->orphaned()) {
+    e->engine->Close();
+  } else {
+    auto task = std::make_unique<EngineTask>();
+    task->engine = e->engine.get();
+    task->holder = OwnedObject::owning(reinterpret_cast<PyObject*>(self));
+    e->hub->PostThreadsafe(std::move(task));
+  }
+}
+
+// Frees an engine on its own thread, as CloseEngine closes it.
+void FreeEngine(ThreadEngine* e) noexcept {
+  if (e->end_link.linked) e->hub->Unlisten(e);
+  if (e->hub->OnThread() || e->hub->ended() || e->hub->orphaned()) {
+    e->engine.reset();
+    return;
+  }
+  auto task = std::make_unique<EngineTask>();
+  task->owned = std::move(e->engine);
+  e->hub->PostThreadsafe(std::move(task));
+}
+
+// This thread's engine of the channel, made on first use. (Those of
+// threads that ended went with their hubs; a forked parent's go here: its
+// sockets were closed without a byte written when the child began.)
+Channel* EngineOfThisThread(PyChannelObject* self) {
+  Hub* hub = Hub::Get();
+  if (!hub) return nullptr;
+  for (const auto& e : self->engines) {
+    if (e->hub == hub) return e->engine.get();
+  }
+  auto& v = self->engines;
+  v.erase(std::remove_if(v.begin(), v.end(),
+                         [](const std::unique_ptr<ThreadEngine>& e) { return e->hub->orphaned(); }),
+          v.end());
+  v.push_back(std::make_unique<ThreadEngine>(self, hub));
+  Channel* engine = v.back()->engine.get();
+  if (!self->fast) {
+    self->fast = engine;
+    self->fast_hub = hub;
+  }
+  return engine;
+}
+
+// The calling thread's engine of the channel; ValueError once it is closed.
 Channel* UsableChannel(PyChannelObject* self) {
-  Channel* c = self->channel.get();
-  if (!c) {
+  if (!self->spec) {
     PyErr_SetString(PyExc_ValueError, "channel not initialised");
     return nullptr;
   }
-  if (Hub::Of(c->reactor())->orphaned()) {
-    Hub* hub = Hub::Get();
-    if (!hub) return nullptr;
-    c->MoveTo(ReactorRef(hub));
+  if (self->closed) {
+    PyErr_SetString(PyExc_ValueError, "Cannot invoke RPC on closed channel!");
+    return nullptr;
   }
-  return Hub::Of(c->reactor())->CheckThread() ? c : nullptr;
+  if (self->fast && self->fast_hub->OnThread()) return self->fast;
+  return EngineOfThisThread(self);
 }
 
 // Starts a call from Python arguments. Returns the call, done already if
@@ -128,7 +236,7 @@ int Channel_init(PyChannelObject* self, PyObject* args, PyObject* kwds) {
                                    &max_recv, &max_send, &authority, &user_agent, &window,
                                    &min_connect_ms, &initial_backoff_ms, &max_backoff_ms))
     return -1;
-  if (self->channel) {
+  if (self->spec) {
     // Calls in flight point into the channel it would replace.
     PyErr_SetString(PyExc_RuntimeError, "_core.Channel is already initialised");
     return -1;
@@ -142,8 +250,6 @@ int Channel_init(PyChannelObject* self, PyObject* args, PyObject* kwds) {
                     "min_connect_timeout_ms, initial_backoff_ms and max_backoff_ms must be >= 0");
     return -1;
   }
-  Hub* hub = Hub::Get();
-  if (!hub) return -1;
   ChannelOptions opts;
   opts.max_recv = max_recv < 0 ? static_cast<size_t>(-1) >> 1 : static_cast<size_t>(max_recv);
   opts.max_send = max_send;
@@ -153,18 +259,29 @@ int Channel_init(PyChannelObject* self, PyObject* args, PyObject* kwds) {
   opts.min_connect_timeout = static_cast<double>(min_connect_ms) / 1000;
   opts.initial_backoff = static_cast<double>(initial_backoff_ms) / 1000;
   opts.max_backoff = static_cast<double>(max_backoff_ms) / 1000;
-  self->channel = std::make_unique<Channel>(ReactorRef(hub), target, std::move(opts));
-  return 0;
+  self->spec = std::make_unique<ChannelSpec>(ChannelSpec{target, std::move(opts)});
+  return EngineOfThisThread(self) ? 0 : -1;
 }
 
 PyObject* Channel_new(PyTypeObject* type, PyObject*, PyObject*) {
   auto* self = reinterpret_cast<PyChannelObject*>(type->tp_alloc(type, 0));
-  if (self) Construct(&self->channel);
+  if (self) {
+    Construct(&self->engines);
+    Construct(&self->spec);
+    self->fast = nullptr;
+    self->fast_hub = nullptr;
+    self->closed = false;
+  }
   return reinterpret_cast<PyObject*>(self);
 }
 
+// Frees the engines, each on its own thread (freeing one closes it: calls in
+// flight there end CANCELLED). The last reference may go in any thread.
 void Channel_dealloc(PyChannelObject* self) {
-  Destroy(&self->channel);  // closes it: calls in flight end CANCELLED
+  self->fast = nullptr;
+  for (auto& e : self->engines) FreeEngine(e.get());
+  Destroy(&self->engines);
+  Destroy(&self->spec);
   Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
 }
 
@@ -185,6 +302,9 @@ PyObject* NewPyCall(BorrowedObject channel, CallPtr call) {
   return reinterpret_cast<PyObject*>(self);
 }
 
+// The call, when the caller may wait on it or drive it: only its own
+// thread can (its hub's loop carries it). Other threads may cancel it and
+// read what is known of it.
 GreenCall* CallOnThread(PyCallObject* self) {
   GreenCall* c = self->call.get();
   return Hub::Of(c->reactor())->CheckThread() ? c : nullptr;
@@ -238,6 +358,7 @@ PyObject* Call_read(PyCallObject* self, PyObject*) {
 
 // wait(timeout=None) -> True once the status is known.
 PyObject* Call_wait(PyCallObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (self->call->done()) Py_RETURN_TRUE;  // from any thread
   GreenCall* c = CallOnThread(self);
   if (!c) return nullptr;
   double timeout;
@@ -253,8 +374,10 @@ PyObject* Call_wait(PyCallObject* self, PyObject* const* args, Py_ssize_t nargs)
 }
 
 PyObject* Call_initial_metadata(PyCallObject* self, PyObject*) {
-  GreenCall* c = CallOnThread(self);
-  if (!c) return nullptr;
+  GreenCall* c = self->call.get();
+  // Known already: any thread may read it. Waiting for it needs the call's
+  // own thread.
+  if (!c->headers_received && !c->done() && !CallOnThread(self)) return nullptr;
   while (!c->headers_received && !c->done()) {
     if (c->md_wait.Wait() == Waiter::kError) return nullptr;
   }
@@ -268,9 +391,30 @@ PyObject* Call_trailing_metadata(PyCallObject* self, PyObject*) {
   return MetadataToPython(c->trailing_headers());
 }
 
+// Call work another thread asked for, run on the call's hub: cancel it, or
+// free it (the Python object is gone).
+struct CallTask final : Hub::Task {
+  OwnedObject call;  // cancel: the PyCallObject, alive until then
+  int code = 0;
+  std::string details;
+  CallPtr owned;  // free: the call, and the channel it points into
+  OwnedObject channel;
+  void Run() noexcept override {
+    if (owned) {
+      owned->callbacks.reset();
+      owned->Cancel(kCancelled, "Cancelled");
+      owned.reset();
+      channel.reset();
+    } else {
+      reinterpret_cast<PyCallObject*>(call.get())->call->Cancel(code, details);
+    }
+  }
+};
+
+// cancel(code, details) -> True if this ends the call. From another thread
+// the call is cancelled on its own hub at its next pass (True while it is
+// still active).
 PyObject* Call_cancel(PyCallObject* self, PyObject* const* args, Py_ssize_t nargs) {
-  GreenCall* c = CallOnThread(self);
-  if (!c) return nullptr;
   if (nargs != 2) {
     PyErr_SetString(PyExc_TypeError, "cancel(code, details)");
     return nullptr;
@@ -280,7 +424,21 @@ PyObject* Call_cancel(PyCallObject* self, PyObject* const* args, Py_ssize_t narg
   Py_ssize_t n;
   const char* d = PyUnicode_AsUTF8AndSize(args[1], &n);
   if (!d) return nullptr;
-  return PyBool_FromLong(c->Cancel(code, std::string_view(d, static_cast<size_t>(n))));
+  std::string_view details(d, static_cast<size_t>(n));
+  GreenCall* c = self->call.get();
+  Hub* hub = Hub::Of(c->reactor());
+  if (hub->OnThread()) return PyBool_FromLong(c->Cancel(code, details));
+  if (c->done()) Py_RETURN_FALSE;
+  if (hub->ended() || hub->orphaned()) {
+    hub->CheckThread();  // says why: RuntimeError
+    return nullptr;
+  }
+  auto task = std::make_unique<CallTask>();
+  task->call = OwnedObject::owning(reinterpret_cast<PyObject*>(self));
+  task->code = code;
+  task->details = std::string(details);
+  hub->PostThreadsafe(std::move(task));
+  Py_RETURN_TRUE;
 }
 
 PyObject* Call_is_active(PyCallObject* self, PyObject*) {
@@ -332,6 +490,17 @@ int Call_clear(PyCallObject* self) {
 void Call_dealloc(PyCallObject* self) {
   PyObject_GC_UnTrack(self);
   if (GreenCall* c = self->call.get()) {
+    Hub* hub = Hub::Of(c->reactor());
+    if (!hub->OnThread() && !hub->ended() && !hub->orphaned()) {
+      // The last reference went in another thread (or its GC): the call
+      // is cancelled and freed on its own hub.
+      auto task = std::make_unique<CallTask>();
+      task->owned = std::move(self->call);
+      task->channel = std::move(self->channel);
+      hub->PostThreadsafe(std::move(task));
+    }
+  }
+  if (GreenCall* c = self->call.get()) {
     // An unfinished call is reset on the wire; its done callbacks do not
     // run (they would see an object being freed).
     c->callbacks.reset();
@@ -375,10 +544,6 @@ PyObject* Channel_start(PyChannelObject* self, PyObject* const* args, Py_ssize_t
   }
   Channel* channel = UsableChannel(self);
   if (!channel) return nullptr;
-  if (channel->closed()) {
-    PyErr_SetString(PyExc_ValueError, "Cannot invoke RPC on closed channel!");
-    return nullptr;
-  }
   int wfr = PyObject_IsTrue(args[3]);
   int unary_response = PyObject_IsTrue(args[5]);
   if (wfr < 0 || unary_response < 0) return nullptr;
@@ -387,12 +552,12 @@ PyObject* Channel_start(PyChannelObject* self, PyObject* const* args, Py_ssize_t
   return NewPyCall(reinterpret_cast<PyObject*>(self), std::move(call));
 }
 
+// From any thread: every thread's engine closes (another thread's on its
+// own hub, at its next pass); calls started after this raise ValueError.
 PyObject* Channel_close(PyChannelObject* self, PyObject*) {
-  if (self->channel) {
-    Channel* channel = UsableChannel(self);
-    if (!channel) return nullptr;
-    channel->Close();
-  }
+  if (self->closed) Py_RETURN_NONE;
+  self->closed = true;
+  for (const auto& e : self->engines) CloseEngine(self, e.get());
   Py_RETURN_NONE;
 }
 
@@ -531,10 +696,6 @@ PyObject* UnaryInvoke(PyUnaryObject* self, PyObject* request, PyObject* timeout,
   if (!self->core) return PyErr_Format(PyExc_ValueError, "channel not initialised");
   Channel* channel = UsableChannel(reinterpret_cast<PyChannelObject*>(self->core.get()));
   if (!channel) return nullptr;
-  if (channel->closed()) {
-    PyErr_SetString(PyExc_ValueError, "Cannot invoke RPC on closed channel!");
-    return nullptr;
-  }
   int wfr = wait_for_ready ? PyObject_IsTrue(wait_for_ready) : 0;
   if (wfr < 0) return nullptr;
   OwnedObject payload;

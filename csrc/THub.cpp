@@ -210,6 +210,9 @@ bool Hub::Init(BorrowedObject gevent_hub) {
   static PyMethodDef drain_def = {"grpc_green_drain", GG_METHOD(RunDrain), METH_NOARGS, nullptr};
   capsule_ = OwnedObject::consuming(PyCapsule_New(this, kCapsuleName, nullptr));
   if (!capsule_) return false;
+  OwnedObject current = CurrentGreenlet();
+  if (!current) return false;
+  main_greenlet_ = MainGreenletOf(std::move(current));
   run_hub_fn_ = OwnedObject::consuming(PyCFunction_New(&run_hub_def, capsule_.get()));
   run_worker_fn_ = OwnedObject::consuming(PyCFunction_New(&run_worker_def, capsule_.get()));
   wake_token_ = OwnedObject::consuming(PyObject_CallNoArgs((PyObject*)&PyBaseObject_Type));
@@ -238,9 +241,6 @@ bool Hub::Init(BorrowedObject gevent_hub) {
     PyErr_SetString(PyExc_OSError, "grpc_green: the event loop refused its wake-up watcher");
     return false;
   }
-  OwnedObject current = CurrentGreenlet();
-  if (!current) return false;
-  main_greenlet_ = MainGreenletOf(std::move(current));
   return EnsureHubGreenlet();
 }
 
@@ -292,6 +292,7 @@ void Hub::EndThread() noexcept {
   // Sockets close without a byte written (channels and servers still held
   // elsewhere see them closed); the dead are freed.
   Stop();
+  while (EndListener* l = end_listeners_.pop_front()) l->OnHubEnded();
   if (PyErr_Occurred()) PyErr_WriteUnraisable(nullptr);
   PyErr_Restore(type, value, tb);
   Unref();  // the thread's reference
@@ -443,6 +444,18 @@ PyObject* Hub::SpawnGreenlet(BorrowedObject callable, BorrowedObject args) {
   return g;
 }
 
+// The hub of the thread greenlet `g` belongs to: the one whose main
+// greenlet is at the root of g's parents. nullptr if none is (g's thread
+// has ended, or it runs no hub).
+Hub* Hub::OwnerOf(BorrowedObject g) {
+  OwnedObject root = MainGreenletOf(OwnedObject::owning(g));
+  if (!g_hubs) return nullptr;
+  for (Hub* hub : *g_hubs) {
+    if (hub->main_greenlet_ && hub->main_greenlet_.get() == root.get()) return hub;
+  }
+  return nullptr;
+}
+
 bool Hub::Kill(BorrowedObject g, BorrowedObject exc) {
   if (!PyGreenlet_Check(g.get())) {
     PyErr_SetString(PyExc_TypeError, "kill() needs a greenlet");
@@ -453,6 +466,12 @@ bool Hub::Kill(BorrowedObject g, BorrowedObject exc) {
   job->greenlet = OwnedObject::owning(g);
   job->payload = OwnedObject::owning(exc);
   job->throw_into = true;
+  // Another thread's greenlet is killed by its own hub.
+  Hub* owner = OwnerOf(g);
+  if (owner && owner != this) {
+    if (!owner->ended_ && !owner->orphaned_) owner->Post(job.release());
+    return true;  // else it never runs again anyway
+  }
   Push(job.release());
   return true;
 }
@@ -481,6 +500,14 @@ bool Hub::SpawnThreadsafe(BorrowedObject callable, BorrowedObject args) {
   return true;
 }
 
+void Hub::PostThreadsafe(std::unique_ptr<Task> task) noexcept {
+  if (ended_ || orphaned_) return;  // freed here: nothing runs there again
+  task->is_task_ = true;
+  Post(task.release());
+}
+
+bool Hub::OnThread() const noexcept { return t_hub == this && !ended_ && !orphaned_; }
+
 void Hub::Post(ReadyNode* n) noexcept {
   n->in_inbox_ = true;
   inbox_.push_back(n);
@@ -496,6 +523,10 @@ void Hub::OnWake() noexcept {
   PyErr_Fetch(&type, &value, &tb);
   while (ReadyNode* n = inbox_.pop_front()) {
     n->in_inbox_ = false;
+    if (n->is_task_) {
+      std::unique_ptr<Task>(static_cast<Task*>(n))->Run();
+      continue;
+    }
     if (!n->is_remote_) {
       Push(n);  // a waiter, marked woken by its waker
       continue;
@@ -591,6 +622,7 @@ void Hub::Discard(ReadyNode* n) noexcept {
   n->in_inbox_ = false;
   if (n->is_job_) delete static_cast<Job*>(n);
   else if (n->is_remote_) delete static_cast<RemoteCall*>(n);
+  else if (n->is_task_) delete static_cast<Task*>(n);
 }
 
 void Hub::RunJob(Job* job) {

@@ -92,6 +92,7 @@ class ReadyNode {
   ListLink<ReadyNode> ready_link_;  // the ready queue's, or the inbox's
   bool is_job_ = false;             // a Hub::Job (owned by the queue), else a Waiter
   bool is_remote_ = false;          // a Hub::RemoteCall (owned by the inbox)
+  bool is_task_ = false;            // a Hub::Task (owned by the inbox)
   bool in_inbox_ = false;
 };
 
@@ -186,6 +187,39 @@ class Hub final : public Reactor, private WakeHandler {
   // Has the hub throw `exc` into greenlet `g` on its next pass (a no-op if
   // g has ended by then). The caller keeps running.
   bool Kill(BorrowedObject g, BorrowedObject exc);
+  static Hub* OwnerOf(BorrowedObject g);
+  // Work another thread hands to this hub's engine objects (close a
+  // channel's engine, free a call): Run() in the hub's thread, from its
+  // loop, not in a greenlet.
+  class Task : public ReadyNode {
+   public:
+    virtual ~Task() = default;
+    virtual void Run() noexcept = 0;
+  };
+  // From another thread, with the GIL: queues `task` for the hub's next
+  // pass. A hub that never runs again (its thread ended, a forked parent's)
+  // frees it here without running it.
+  void PostThreadsafe(std::unique_ptr<Task> task) noexcept;
+  // Is the caller on this hub's thread, and does the hub still run? (No
+  // error set either way.)
+  bool OnThread() const noexcept;
+  // Its thread has ended: the hub never runs again.
+  bool ended() const { return ended_; }
+  // Told once, in the ending thread, when the hub's thread has ended (after
+  // its sockets were dropped): what a channel keeps per thread goes then.
+  class EndListener {
+   public:
+    virtual void OnHubEnded() noexcept = 0;
+    ListLink<EndListener> end_link;
+
+   protected:
+    ~EndListener() = default;
+  };
+  // With the GIL, from any thread. A listener must leave (Unlisten) before
+  // it dies unless it has been told.
+  void Listen(EndListener* l) noexcept { end_listeners_.push_back(l); }
+  void Unlisten(EndListener* l) noexcept { end_listeners_.remove(l); }
+
   // From any thread (with the GIL): runs callable(*args) in a pool greenlet
   // of this hub, waking its loop. False with RuntimeError set when the hub's
   // thread has ended or the hub is a forked parent's. One that cannot be
@@ -307,7 +341,8 @@ class Hub final : public Reactor, private WakeHandler {
   OwnedObject wake_token_;  // what the hub switches into a waiter with
   OwnedObject wake_args_;   // (wake_token_,)
   IntrusiveList<ReadyNode, &ReadyNode::ready_link_> ready_;
-  IntrusiveList<ReadyNode, &ReadyNode::ready_link_> inbox_;  // guarded by the GIL
+  IntrusiveList<ReadyNode, &ReadyNode::ready_link_> inbox_;           // guarded by the GIL
+  IntrusiveList<EndListener, &EndListener::end_link> end_listeners_;  // guarded by the GIL
   bool signalled_ = false;  // a wake-up is on its way (the inbox is drained soon)
   size_t remote_waits_ = 0;
   std::unique_ptr<Timer> recheck_;  // AwaitOtherThreads() polls a second at most

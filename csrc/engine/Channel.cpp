@@ -248,20 +248,6 @@ void Channel::Close() noexcept {
   }
 }
 
-void Channel::MoveTo(ReactorRef reactor) {
-  for (ClientConnection* c : conns_) {
-    c->channel_ = nullptr;
-    c->Bury();  // with the parent's reactor, which never runs again here
-  }
-  conns_.clear();
-  conn_ = nullptr;
-  // Calls pending on the old reactor can never go out from it.
-  while (ClientCall* call = pending_.pop_front())
-    call->Finish(kUnavailable, "Channel moved by os.fork()");
-  backoff_.reset();
-  reactor_ = std::move(reactor);
-}
-
 void Channel::Start(ClientCall* call, CallArgs& args) {
   call->channel_ = this;
   call->reactor_ = reactor_;

@@ -166,10 +166,6 @@ class Channel {
   void Start(ClientCall* call, CallArgs& args);
   // Ends every call CANCELLED "Channel closed!" and closes the connections.
   void Close() noexcept;
-  // A channel made before os.fork() and used in the child: its connections
-  // were dropped with the parent's reactor (they stay there); it goes on
-  // with `reactor`, and its next call connects afresh.
-  void MoveTo(ReactorRef reactor);
 
  private:
   friend class ClientCall;

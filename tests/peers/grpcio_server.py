@@ -3,7 +3,8 @@
     python grpcio_server.py [ADDRESS]        (default 127.0.0.1:0)
 
 Serves grpc_green.testing.TestService (Echo; NotImplementedByServicer is left
-to the generated base class) and the bytes service grpc_green.testing.Raw.
+to the generated base class) and the bytes services grpc_green.testing.Raw
+and grpc_green.testing.Threads (tests/threads_service.py).
 Prints ``PORT <n>`` on stdout once it is serving. It exits when its stdin is
 closed (the test process died or closed the pipe), on SIGTERM/SIGKILL, or —
 on purpose — when an EchoRequest asks it to ``die`` (os._exit in the middle
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # echo_behaviou
 import grpc  # real grpcio: this process is never patched
 import testing_pb2
 import testing_pb2_grpc
+import threads_service
 from echo_behaviour import respond
 
 
@@ -73,6 +75,7 @@ def main():
                     ),
                 },
             ),
+            threads_service.handler(grpc, time.sleep),
         )
     )
     port = server.add_insecure_port(address)
