@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from grpc_green import _api, _core, _utilities
+from grpc_green import _api, _core, _hubs, _utilities
 from grpc_green._api import StatusCode
 from grpc_green._common import (
     FAILED,
@@ -418,8 +418,21 @@ def server(
     compression: _api.Compression | None = None,
     xds: bool = False,
 ) -> _Server:
-    """A server whose handlers run in greenlets of this thread's hub.
+    """A server whose handlers run in greenlets.
 
-    ``thread_pool`` is accepted for grpcio compatibility and ignored.
+    Without ``thread_pool`` (greenlet code), the server runs on this
+    thread's hub: it serves while this thread waits in grpc_green
+    (``wait_for_termination()``, a call, ``hub.sleep``...). With a
+    ``thread_pool``, as grpcio code always passes one, it runs on a hub
+    thread of its own, as grpcio's server does: after ``start()`` this thread
+    may sleep or block on anything; the methods called from other threads
+    are handed to the server's thread. (Once gevent has patched threading,
+    threads are greenlets and the server runs on gevent's hub either way.)
     """
+    if thread_pool is not None and not _hubs._gevent_patched():
+        from grpc_green._server_thread import ThreadedServer
+
+        return ThreadedServer(  # type: ignore[return-value]
+            lambda: _Server(handlers, interceptors, options, maximum_concurrent_rpcs)
+        )
     return _Server(handlers, interceptors, options, maximum_concurrent_rpcs)

@@ -9,6 +9,8 @@ server running in a thread of its own, and passes on grpcio too
 
 import gc
 import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent import futures
@@ -16,7 +18,7 @@ from concurrent import futures
 import grpc
 import pytest
 import threads_service
-from conftest import USING_GREEN, _new_server
+from conftest import ROOT, TESTS_DIR, USING_GREEN, _new_server
 
 SERVICE = "/" + threads_service.SERVICE
 sleep = grpc.hub.sleep if USING_GREEN else time.sleep
@@ -278,3 +280,104 @@ def test_short_lived_threads_leave_nothing_behind(target):
     run_threads(lambda i: holder.pop().close(), 1)
     with grpc.insecure_channel(target) as channel:
         assert channel.unary_unary(SERVICE + "/Echo")(b"z", timeout=30) == b"z"
+
+
+# --------------------------------------------- a server given a thread pool
+
+
+def _pool_server():
+    """grpcio's usual server: made with a thread pool, by a plain thread."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((threads_service.handler(grpc, sleep),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, "127.0.0.1:%d" % port
+
+
+def test_pool_server_serves_while_its_thread_blocks():
+    """After start(), the thread that made the server may sleep, wait on
+    threading primitives or on a pool of client threads: the server goes on
+    serving (grpcio's servers serve from threads of their own)."""
+    server, target = _pool_server()
+    try:
+        with grpc.insecure_channel(target) as channel:
+            echo = channel.unary_unary(SERVICE + "/Echo")
+            # A pool of client threads while this thread waits on the pool.
+            with futures.ThreadPoolExecutor(max_workers=8) as pool:
+                assert list(pool.map(lambda i: echo(b"%d" % i, timeout=30), range(50))) == [
+                    b"%d" % i for i in range(50)
+                ]
+            # A client thread while this thread sleeps in time.sleep.
+            box = {}
+            t = threading.Thread(target=lambda: box.setdefault("r", echo(b"slept", timeout=30)))
+            t.start()
+            time.sleep(0.3)
+            t.join(30)
+            assert box["r"] == b"slept"
+            # And this thread calls it too.
+            assert echo(b"here", timeout=30) == b"here"
+    finally:
+        stopped = server.stop(None)
+    assert stopped.wait(30)
+    assert server.wait_for_termination(0) is False
+
+
+def test_pool_server_stop_and_termination_from_other_threads():
+    server, target = _pool_server()
+    with grpc.insecure_channel(target) as channel:
+        assert channel.unary_unary(SERVICE + "/Echo")(b"x", timeout=30) == b"x"
+    # Not stopped yet: the wait times out.
+    assert server.wait_for_termination(0.05) is True
+    waited = {}
+    waiter = threading.Thread(
+        target=lambda: waited.setdefault("r", server.wait_for_termination(30))
+    )
+    waiter.start()
+    run_threads(lambda i: server.stop(0.5).wait(30), 1)
+    waiter.join(30)
+    assert waited["r"] is False
+    with pytest.raises(grpc.RpcError) as info:
+        with grpc.insecure_channel(target) as channel:
+            channel.unary_unary(SERVICE + "/Echo")(b"x", timeout=2)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_pool_server_dropped_closes_its_port():
+    server, target = _pool_server()
+    with grpc.insecure_channel(target) as channel:
+        assert channel.unary_unary(SERVICE + "/Echo")(b"x", timeout=30) == b"x"
+    del server
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with grpc.insecure_channel(target) as channel:
+                channel.unary_unary(SERVICE + "/Echo")(b"x", timeout=1)
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.UNAVAILABLE
+            return
+        time.sleep(0.05)
+    raise AssertionError("the dropped server still answers")
+
+
+def test_pool_server_left_running_at_exit(tmp_path):
+    """A script that starts a server with a pool and ends without stopping
+    it exits cleanly, as with grpcio."""
+    script = tmp_path / "serve_and_leave.py"
+    script.write_text(
+        "import sys, time\n"
+        "sys.path[:0] = %r\n" % [str(p) for p in (ROOT, TESTS_DIR)] + "import os\n"
+        "if os.environ.get('GRPC_GREEN_TEST_IMPL', 'grpc_green') != 'grpcio':\n"
+        "    import grpc_green.monkey; grpc_green.monkey.patch_grpc()\n"
+        "import grpc, threads_service\n"
+        "from concurrent import futures\n"
+        "server = grpc.server(futures.ThreadPoolExecutor(2))\n"
+        "server.add_generic_rpc_handlers((threads_service.handler(grpc, time.sleep),))\n"
+        "port = server.add_insecure_port('127.0.0.1:0')\n"
+        "server.start()\n"
+        "ch = grpc.insecure_channel('127.0.0.1:%d' % port)\n"
+        "print(ch.unary_unary('/grpc_green.testing.Threads/Echo')(b'ok', timeout=10).decode())\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
