@@ -333,6 +333,7 @@ PyObject* Hub::RunDrain(PyObject* capsule, PyObject*) {
   auto* hub = static_cast<Hub*>(PyCapsule_GetPointer(capsule, kCapsuleName));
   if (!hub) return nullptr;
   if (!hub->orphaned_ && !hub->ended_) {
+    hub->polled_at_ = MonotonicNow();  // gevent's loop has just polled
     hub->RunReady();
     hub->FlushDirty();
     hub->ReapGraveyard(!hub->ready_.empty());
@@ -342,6 +343,14 @@ PyObject* Hub::RunDrain(PyObject* capsule, PyObject*) {
   // has polled for IO.
   if (!hub->ready_.empty() || hub->has_dead()) hub->Poke();
   Py_RETURN_NONE;
+}
+
+bool Hub::YieldIfSliceUsed() {
+  if (MonotonicNow() - polled_at_ < kFairSlice) return true;
+  // sleep(0): a timer due at once, so the loop's next pass wakes it after
+  // polling; the waiter is allocated (see Waiter) once per slice at most.
+  auto w = std::make_unique<Waiter>();
+  return w->Wait(0) != Waiter::kError;
 }
 
 bool Hub::EnsureHubGreenlet() {
@@ -555,6 +564,7 @@ PyObject* Hub::Loop() {
     // that does not wait for anything: greenlets that keep waking one
     // another never starve sockets and timers.
     bool alive = io_->RunOnce(!ready_.empty());
+    polled_at_ = MonotonicNow();
     // A signal interrupts the poll; Python's handlers run here (in the main
     // thread), and what they raise (KeyboardInterrupt) is thrown into the
     // main greenlet first thing in the next pass. The hub lives on: ending
@@ -661,6 +671,7 @@ PyObject* Hub::PollInline(Waiter* w) {
     // Flushing (at the end of the last pass) may have woken someone: the
     // stream our RST_STREAM closed, say. Then the poll must not wait.
     bool alive = io_->RunOnce(!ready_.empty());
+    polled_at_ = MonotonicNow();
     if (PyErr_CheckSignals() < 0) return nullptr;  // raised in the main greenlet, as by the hub
     if (ready_.size() == 1 && ready_.front() == w) {
       Unqueue(w);
