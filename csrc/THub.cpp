@@ -94,6 +94,16 @@ Waiter::Result Waiter::Wait(double timeout) {
                     "grpc_green: a blocking call cannot run on the hub greenlet");
     return kError;
   }
+  if (timeout == 0 && hub_->kind_ == Hub::kNative) {
+    // A yield: queued at once, the waiter resumes after the loop's next
+    // poll (which does not wait, someone being ready), no timer needed.
+    // (gevent's loop may run a queued drain before it polls: a timer there.)
+    greenlet_ = std::move(current);
+    woken_ = true;
+    hub_->Schedule(this);
+    PyObject* r = hub_->SwitchToHub();
+    return Resumed(r);
+  }
   if (timeout >= 0) {
     if (!timer_) timer_ = hub_->io().NewTimer(this);
     if (!timer_->Start(timeout)) {
@@ -108,6 +118,10 @@ Waiter::Result Waiter::Wait(double timeout) {
   // greenlet submitted goes out without waiting for the switch.
   if (hub_->ready_.empty()) hub_->FlushDirty();
   PyObject* r = hub_->CanPollInline(greenlet_.get()) ? hub_->PollInline(this) : hub_->SwitchToHub();
+  return Resumed(r);
+}
+
+Waiter::Result Waiter::Resumed(PyObject* r) {
   if (timer_) timer_->Stop();
   greenlet_.reset();
   if (queued()) hub_->Unschedule(this);
@@ -347,8 +361,7 @@ PyObject* Hub::RunDrain(PyObject* capsule, PyObject*) {
 
 bool Hub::YieldIfSliceUsed() {
   if (MonotonicNow() - polled_at_ < kFairSlice) return true;
-  // sleep(0): a timer due at once, so the loop's next pass wakes it after
-  // polling; the waiter is allocated (see Waiter) once per slice at most.
+  // sleep(0); the waiter is allocated (see Waiter) once per slice at most.
   auto w = std::make_unique<Waiter>();
   return w->Wait(0) != Waiter::kError;
 }

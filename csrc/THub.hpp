@@ -109,7 +109,8 @@ class Waiter final : private ReadyNode, private TimerHandler {
   Waiter& operator=(const Waiter&) = delete;
 
   // Parks the current greenlet until Wake() or until `timeout` seconds pass
-  // (timeout < 0: no limit). kError means a Python error is set: an
+  // (timeout < 0: no limit; 0: a yield, resumed after the loop's next
+  // poll, as kWoken). kError means a Python error is set: an
   // exception was thrown into the greenlet (it was killed), the call was
   // made on the hub itself, or the loop refused the timer.
   Result Wait(double timeout = -1);
@@ -122,6 +123,8 @@ class Waiter final : private ReadyNode, private TimerHandler {
 
  private:
   friend class Hub;
+  // The end of Wait(), once the hub has switched back with `r`.
+  Result Resumed(PyObject* r);
   void OnTimer() noexcept override;
   Hub* hub_ = nullptr;    // set by the first Wait()
   OwnedObject greenlet_;  // while waiting
