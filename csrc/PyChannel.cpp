@@ -333,6 +333,7 @@ PyObject* Call_write(PyCallObject* self, PyObject* data) {
   while (c->send_blocked()) {
     if (c->send_wait.Wait() == Waiter::kError) return Interrupted(c);
   }
+  if (!Hub::GiveWay()) return Interrupted(c);
   return PyBool_FromLong(!c->done());
 }
 
@@ -348,6 +349,8 @@ PyObject* Call_read(PyCallObject* self, PyObject*) {
   if (!c) return nullptr;
   for (;;) {
     if (c->has_message()) {
+      if (!Hub::GiveWay()) return Interrupted(c);
+      if (!c->has_message()) continue;  // the call ended meanwhile
       std::string m = c->TakeMessage();
       return PyBytes_FromStringAndSize(m.data(), static_cast<Py_ssize_t>(m.size()));
     }

@@ -141,7 +141,10 @@ PyObject* ServerCall_read(PyServerCallObject* self, PyObject*) {
   GreenServerCall* c = LiveCall(self);
   if (!c) return nullptr;
   for (;;) {
-    if (c->has_message()) return BytesOf(c->TakeMessage());
+    if (c->has_message()) {
+      if (!Hub::GiveWay()) return nullptr;
+      if (c->has_message()) return BytesOf(c->TakeMessage());
+    }
     if (c->requests_done()) Py_RETURN_NONE;
     if (c->recv_wait.Wait() == Waiter::kError) return nullptr;
   }
@@ -184,6 +187,7 @@ PyObject* ServerCall_write(PyServerCallObject* self, PyObject* data) {
   while (c->send_blocked()) {
     if (c->send_wait.Wait() == Waiter::kError) return nullptr;
   }
+  if (!Hub::GiveWay()) return nullptr;
   return PyBool_FromLong(c->active());
 }
 

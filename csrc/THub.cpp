@@ -94,6 +94,16 @@ Waiter::Result Waiter::Wait(double timeout) {
                     "grpc_green: a blocking call cannot run on the hub greenlet");
     return kError;
   }
+  if (timeout == 0 && hub_->kind_ == Hub::kNative) {
+    // A yield: queued at once, the waiter resumes after the loop's next
+    // poll (which does not wait, someone being ready), no timer needed.
+    // (gevent's loop may run a queued drain before it polls: a timer there.)
+    greenlet_ = std::move(current);
+    woken_ = true;
+    hub_->Schedule(this);
+    PyObject* r = hub_->SwitchToHub();
+    return Resumed(r);
+  }
   if (timeout >= 0) {
     if (!timer_) timer_ = hub_->io().NewTimer(this);
     if (!timer_->Start(timeout)) {
@@ -108,6 +118,10 @@ Waiter::Result Waiter::Wait(double timeout) {
   // greenlet submitted goes out without waiting for the switch.
   if (hub_->ready_.empty()) hub_->FlushDirty();
   PyObject* r = hub_->CanPollInline(greenlet_.get()) ? hub_->PollInline(this) : hub_->SwitchToHub();
+  return Resumed(r);
+}
+
+Waiter::Result Waiter::Resumed(PyObject* r) {
   if (timer_) timer_->Stop();
   greenlet_.reset();
   if (queued()) hub_->Unschedule(this);
@@ -334,6 +348,7 @@ PyObject* Hub::RunDrain(PyObject* capsule, PyObject*) {
   auto* hub = static_cast<Hub*>(PyCapsule_GetPointer(capsule, kCapsuleName));
   if (!hub) return nullptr;
   if (!hub->orphaned_ && !hub->ended_) {
+    hub->polled_at_ = MonotonicNow();  // gevent's loop has just polled
     hub->RunReady();
     hub->FlushDirty();
     hub->ReapGraveyard(!hub->ready_.empty());
@@ -343,6 +358,13 @@ PyObject* Hub::RunDrain(PyObject* capsule, PyObject*) {
   // has polled for IO.
   if (!hub->ready_.empty() || hub->has_dead()) hub->Poke();
   Py_RETURN_NONE;
+}
+
+bool Hub::YieldIfSliceUsed() {
+  if (MonotonicNow() - polled_at_ < kFairSlice) return true;
+  // sleep(0); the waiter is allocated (see Waiter) once per slice at most.
+  auto w = std::make_unique<Waiter>();
+  return w->Wait(0) != Waiter::kError;
 }
 
 bool Hub::EnsureHubGreenlet() {
@@ -586,6 +608,7 @@ PyObject* Hub::Loop() {
     // that does not wait for anything: greenlets that keep waking one
     // another never starve sockets and timers.
     bool alive = io_->RunOnce(!ready_.empty());
+    polled_at_ = MonotonicNow();
     // A signal interrupts the poll; Python's handlers run here (in the main
     // thread), and what they raise (KeyboardInterrupt) is thrown into the
     // main greenlet first thing in the next pass. The hub lives on: ending
@@ -693,6 +716,7 @@ PyObject* Hub::PollInline(Waiter* w) {
     // Flushing (at the end of the last pass) may have woken someone: the
     // stream our RST_STREAM closed, say. Then the poll must not wait.
     bool alive = io_->RunOnce(!ready_.empty());
+    polled_at_ = MonotonicNow();
     if (PyErr_CheckSignals() < 0) return nullptr;  // raised in the main greenlet, as by the hub
     if (ready_.size() == 1 && ready_.front() == w) {
       Unqueue(w);

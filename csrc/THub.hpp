@@ -110,7 +110,8 @@ class Waiter final : private ReadyNode, private TimerHandler {
   Waiter& operator=(const Waiter&) = delete;
 
   // Parks the current greenlet until Wake() or until `timeout` seconds pass
-  // (timeout < 0: no limit). kError means a Python error is set: an
+  // (timeout < 0: no limit; 0: a yield, resumed after the loop's next
+  // poll, as kWoken). kError means a Python error is set: an
   // exception was thrown into the greenlet (it was killed), the call was
   // made on the hub itself, or the loop refused the timer.
   Result Wait(double timeout = -1);
@@ -123,6 +124,8 @@ class Waiter final : private ReadyNode, private TimerHandler {
 
  private:
   friend class Hub;
+  // The end of Wait(), once the hub has switched back with `r`.
+  Result Resumed(PyObject* r);
   void OnTimer() noexcept override;
   Hub* hub_ = nullptr;    // set by the first Wait()
   OwnedObject greenlet_;  // while waiting
@@ -226,6 +229,20 @@ class Hub final : public Reactor, private WakeHandler {
   // started when the hub gets to it is reported as unraisable.
   bool SpawnThreadsafe(BorrowedObject callable, BorrowedObject args);
 
+  // Fairness, for a greenlet that reads or writes message after message
+  // without parking (messages already buffered, the send window open): it
+  // calls this between messages, and once kFairSlice has passed since the
+  // loop last polled it yields for one pass (IO and timers run, so do the
+  // greenlets they wake), then goes on. Cheap when nothing is due: a count,
+  // and a clock read every kFairEvery calls. False with a Python error set:
+  // the greenlet was killed while it yielded.
+  static bool GiveWay() {
+    Hub* hub = Current();
+    if (!hub || ++hub->give_way_calls_ < kFairEvery) return true;
+    hub->give_way_calls_ = 0;
+    return hub->YieldIfSliceUsed();
+  }
+
   // A wait that another thread may end (Event.wait, Queue.get), for its
   // duration: it keeps the hub's memory alive (a waiter left parked when its
   // thread ends may still be woken, and dropped, from another thread), and
@@ -250,6 +267,9 @@ class Hub final : public Reactor, private WakeHandler {
 
  private:
   friend class Waiter;
+  static constexpr unsigned kFairEvery = 16;
+  static constexpr double kFairSlice = 0.002;  // seconds
+  bool YieldIfSliceUsed();
   // A greenlet to start or resume (switch `payload` in as its arguments),
   // or to throw `payload` into.
   struct Job final : ReadyNode {
@@ -345,6 +365,8 @@ class Hub final : public Reactor, private WakeHandler {
   IntrusiveList<EndListener, &EndListener::end_link> end_listeners_;  // guarded by the GIL
   bool signalled_ = false;  // a wake-up is on its way (the inbox is drained soon)
   size_t remote_waits_ = 0;
+  double polled_at_ = 0;  // when the loop last polled (GiveWay)
+  unsigned give_way_calls_ = 0;
   std::unique_ptr<Timer> recheck_;  // AwaitOtherThreads() polls a second at most
   std::vector<OwnedObject> idle_workers_;
 };

@@ -7,20 +7,16 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal, NoReturn
 
-from grpc_green import _api, _core
+from grpc_green import _api, _core, _requests
 from grpc_green._api import StatusCode
 from grpc_green._common import (
     CANCELLED,
     CHANNEL_OPTIONS,
     FAILED,
     INTERNAL,
-    NOT_SERIALIZED,
-    SENT,
-    UNKNOWN,
     MessageReader,
     core_options,
     int_to_status_code,
-    send_messages,
     transform,
 )
 from grpc_green._typing import (
@@ -356,31 +352,6 @@ def _start(
         raise _InactiveRpcError(StatusCode.INTERNAL, "Invalid metadata") from err
 
 
-def _consume_requests(
-    call: _core.Call,
-    request_iterator: RequestIterableType,
-    serializer: SerializingFunction | None,
-) -> None:
-    """Feeds a request iterator into ``call``; runs in a greenlet of its own.
-
-    An iterator that blocks parks only this greenlet. ``call.write`` parks
-    while the HTTP/2 send window is full and turns False once the call has
-    ended, which stops the consumption.
-    """
-    try:
-        outcome = send_messages(
-            call, request_iterator, serializer, _LOGGER, "Exception serializing request!", False
-        )
-        if outcome == NOT_SERIALIZED:
-            call.cancel(INTERNAL, "Exception serializing request!")
-    except Exception:
-        _LOGGER.exception("Exception iterating requests!")
-        call.cancel(UNKNOWN, "Exception iterating requests!")
-        return
-    if outcome == SENT:
-        call.done_writing()
-
-
 class _Rendezvous(_api.RpcError, _api.Call, _api.Future, MessageReader):
     """A call in flight: the response iterator of a streaming call, and the
     future of a ``stream_unary`` call. Like grpcio's, it is an RpcError
@@ -405,6 +376,8 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future, MessageReader):
         self._response: Any = None
         self._response_taken = False
         self._deserialize_failed = False
+        # Set by _StreamMultiCallable: the worker thread pulling the requests.
+        self._requests: _requests.ThreadedRequests | None = None
 
     # iterator (MessageReader)
     def _reading_ended(self) -> BaseException:
@@ -422,10 +395,15 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future, MessageReader):
         return self._call.time_remaining()
 
     def cancel(self) -> bool:
+        self._stop_requests()  # at once: the call's done callbacks run on the next pass
         if self._call.cancel(CANCELLED, "Locally cancelled by application!"):
             self._cancelled = True
             return True
         return False
+
+    def _stop_requests(self) -> None:
+        if self._requests is not None:
+            self._requests.stop()
 
     def add_callback(self, callback: NullaryCallbackType) -> bool:
         return self._call.add_done_callback(_logged(callback))
@@ -536,6 +514,7 @@ def _blocking_unary_response(rendezvous: _Rendezvous) -> tuple[Any, _CompletedCa
     try:
         rendezvous._call.wait()
     except BaseException:
+        rendezvous._stop_requests()
         rendezvous._call.cancel(CANCELLED, "Cancelled")
         raise
     call = rendezvous._call
@@ -578,9 +557,10 @@ class _StreamMultiCallable(_MultiCallable):
         call = _start(
             self._channel, self._method, timeout, metadata, wait_for_ready, None, unary_response
         )
+        rendezvous = _MultiThreadedRendezvous(call, self._deserializer, unary_response)
         if call.is_active():
-            _core.spawn(_consume_requests, call, request_iterator, self._serializer)
-        return _MultiThreadedRendezvous(call, self._deserializer, unary_response)
+            rendezvous._requests = _requests.consume(call, request_iterator, self._serializer)
+        return rendezvous
 
 
 class _StreamUnaryMultiCallable(_StreamMultiCallable, _api.StreamUnaryMultiCallable):

@@ -15,12 +15,19 @@ on their own threads' hubs at once. ``get_hub()`` gives this thread's hub as
 an object another thread can hold: ``Hub.spawn_threadsafe(fn, *args)`` runs
 ``fn`` in a greenlet on it. A hub whose thread has ended drops wake-ups
 meant for it, and ``spawn_threadsafe`` to it raises RuntimeError.
+
+Request iterators: as in grpcio, a streaming call's request iterator may
+block on anything (``queue.Queue``, ``time.sleep``, a socket) without
+stalling the hub: unless it is a list, tuple or the like, it is consumed in
+a worker thread. ``cooperative(iterable)`` marks one that only ever waits on
+the hub (these primitives, grpc_green calls, gevent's) to be consumed inline,
+in a greenlet, as fast as a list.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from queue import Empty
 from typing import Any, Generic, TypeVar
 
@@ -28,11 +35,13 @@ from grpc_green import _core
 from grpc_green._hubs import kind, use
 
 __all__ = [
+    "Cooperative",
     "Empty",
     "Event",
     "Hub",
     "Queue",
     "Task",
+    "cooperative",
     "get_hub",
     "joinall",
     "kind",
@@ -207,3 +216,42 @@ class Queue(Generic[_T]):
         except IndexError:  # another thread's put() woke the last one
             return
         event.set()
+
+
+class Cooperative(Generic[_T]):
+    """An iterable marked by ``cooperative()``; iterating it iterates the
+    iterable it wraps."""
+
+    __slots__ = ("iterable",)
+
+    def __init__(self, iterable: Iterable[_T]) -> None:
+        self.iterable = iterable
+
+    def __iter__(self) -> Iterator[_T]:
+        return iter(self.iterable)
+
+    def __repr__(self) -> str:
+        return f"cooperative({self.iterable!r})"
+
+
+def cooperative(iterable: Iterable[_T]) -> Cooperative[_T]:
+    """Marks ``iterable`` as a request iterator that blocks only cooperatively.
+
+    A streaming call consumes its request iterator the way grpcio does, so
+    that it may block on anything: a generator or other custom iterator is
+    run in a worker thread, which hands the messages to the call's hub.
+    Wrapped in ``cooperative()``, it is consumed inline instead, in a
+    greenlet on the caller's hub, with no thread and no hand-over: use it
+    for iterators whose waits are all on this hub (``Event``, ``Queue``,
+    ``sleep``, grpc_green calls made on this thread, gevent's primitives on
+    gevent's hub)::
+
+        responses = stub.Chat(hub.cooperative(requests_from(mailbox)))
+
+    Such an iterator that blocks the thread instead (``time.sleep``, a
+    ``queue.Queue``, a socket) stalls every call on the hub until it returns.
+    Lists, tuples and other iterables that cannot block, and the message
+    iterators of grpc_green's own calls, are consumed inline anyway; and
+    everything is, on gevent's hub once gevent has patched ``threading``.
+    """
+    return Cooperative(iterable)

@@ -231,8 +231,11 @@ class Process:
 
     @staticmethod
     def _read(f):
-        f.seek(0)
-        return f.read().decode("utf-8", "replace")
+        # pread: the child writes through the same open file, so moving its
+        # offset (seek) would make the child's next write land over what it
+        # wrote before ("PORT 4242" + "\n" read as "\nORT 4242").
+        fd = f.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
 
     def stdout(self):
         return self._read(self._out)

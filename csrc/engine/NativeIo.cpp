@@ -98,6 +98,7 @@ class NativeIoManager final : public IoManager {
     return std::make_unique<NativeTimer>(loop_, handler);
   }
   bool RunOnce(bool nowait) override {
+    nowait_ = nowait;
     return ev_run(loop_, nowait ? EVRUN_NOWAIT : EVRUN_ONCE) != 0 || ev_pending_count(loop_) > 0;
   }
 
@@ -122,19 +123,26 @@ class NativeIoManager final : public IoManager {
   }
 
  private:
+  // A poll that cannot wait keeps what the hooks guard (Python's GIL): the
+  // thread has work queued and goes on at once, and handing the GIL to a
+  // waiting thread for a zero-timeout poll would cost this one the GIL's
+  // switch interval to get it back.
   static void Release(struct ev_loop* loop) noexcept {
     auto* self = static_cast<NativeIoManager*>(ev_userdata(loop));
-    self->token_ = self->hooks_.before();
+    self->released_ = !self->nowait_;
+    if (self->released_) self->token_ = self->hooks_.before();
   }
   static void Acquire(struct ev_loop* loop) noexcept {
     auto* self = static_cast<NativeIoManager*>(ev_userdata(loop));
-    self->hooks_.after(self->token_);
+    if (self->released_) self->hooks_.after(self->token_);
   }
   static void OnAsync(struct ev_loop*, ev_async* w, int) noexcept {
     static_cast<NativeIoManager*>(w->data)->wake_handler_->OnWake();
   }
   PollHooks hooks_;
   void* token_ = nullptr;
+  bool nowait_ = false;
+  bool released_ = false;
   struct ev_loop* loop_;
   ev_async async_{};
   WakeHandler* wake_handler_ = nullptr;

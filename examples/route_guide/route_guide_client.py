@@ -99,15 +99,22 @@ def guide_record_route(stub):
     print("It took %d seconds" % summary.elapsed_time)
 
 
+def say(line):
+    # One write per line: the request iterator runs in a thread of its own
+    # (as with grpcio) while this thread prints the responses, and print()
+    # writes the text and the newline separately.
+    sys.stdout.write(line + "\n")
+
+
 def generate_notes():
     for message, location in NOTES:
-        print("Sending %r at %s" % (message, format_point(location)))
+        say("Sending %r at %s" % (message, format_point(location)))
         yield route_guide_pb2.RouteNote(message=message, location=location)
 
 
 def guide_route_chat(stub):
     for note in stub.RouteChat(generate_notes(), timeout=10):
-        print("Received message %r at %s" % (note.message, format_point(note.location)))
+        say("Received message %r at %s" % (note.message, format_point(note.location)))
 
 
 def run(target="localhost:50051"):
