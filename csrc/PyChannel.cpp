@@ -444,6 +444,11 @@ PyObject* Call_cancel(PyCallObject* self, PyObject* const* args, Py_ssize_t narg
   Py_RETURN_TRUE;
 }
 
+// hub() -> the _core.Hub the call runs on (another thread hands it work).
+PyObject* Call_hub(PyCallObject* self, PyObject*) {
+  return NewHubHandle(Hub::Of(self->call->reactor()));
+}
+
 PyObject* Call_is_active(PyCallObject* self, PyObject*) {
   return PyBool_FromLong(!self->call->done());
 }
@@ -528,6 +533,7 @@ PyMethodDef Call_methods[] = {
     {"cancel", GG_METHOD(Call_cancel), METH_FASTCALL,
      "cancel(code, details) -> True if this ended the call."},
     {"is_active", GG_METHOD(Call_is_active), METH_NOARGS, nullptr},
+    {"hub", GG_METHOD(Call_hub), METH_NOARGS, "The _core.Hub the call runs on."},
     {"time_remaining", GG_METHOD(Call_time_remaining), METH_NOARGS, nullptr},
     {"add_done_callback", GG_METHOD(Call_add_done_callback), METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr}};

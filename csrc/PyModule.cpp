@@ -149,13 +149,20 @@ PyGetSetDef Hub_getset[] = {{"kind", GG_ENTRY(Hub_kind), nullptr, "'native' or '
 
 // --------------------------------------------------------- hub functions
 
-PyObject* mod_get_hub(PyObject*, PyObject*) {
-  Hub* hub = Hub::Get();
-  if (!hub) return nullptr;
+}  // namespace
+
+PyObject* NewHubHandle(Hub* hub) {
   auto* self = PyObject_New(PyHubObject, &PyHub_Type);
   if (!self) return nullptr;
   Construct(&self->hub, hub);
   return reinterpret_cast<PyObject*>(self);
+}
+
+namespace {
+
+PyObject* mod_get_hub(PyObject*, PyObject*) {
+  Hub* hub = Hub::Get();
+  return hub ? NewHubHandle(hub) : nullptr;
 }
 
 PyObject* mod_spawn(PyObject*, PyObject* args) {
@@ -270,6 +277,14 @@ int module_exec(PyObject* m) {
     if (PyModule_AddObjectRef(m, t.name, reinterpret_cast<PyObject*>(t.type)) < 0) return -1;
   }
   if (PyModule_AddStringConstant(m, "NGHTTP2_VERSION", NGHTTP2_VERSION) < 0) return -1;
+  if (!ForeignThreadError) {
+    ForeignThreadError = PyErr_NewExceptionWithDoc(
+        "grpc_green._core.ForeignThreadError",
+        "An object was used from another thread than the one whose hub it belongs to.",
+        PyExc_RuntimeError, nullptr);
+    if (!ForeignThreadError) return -1;
+  }
+  if (PyModule_AddObjectRef(m, "ForeignThreadError", ForeignThreadError) < 0) return -1;
   if (!AddMetadataTypes(m)) return -1;
   return 0;
 }

@@ -25,6 +25,7 @@ struct PyEventObject {
   std::vector<Waiter*> waiters;  // the waits in progress (their Waiters live on the heap)
 };
 PyObject* NewEvent();                 // new reference or NULL
+PyObject* NewHubHandle(Hub* hub);     // a _core.Hub: new reference or NULL
 void SetEvent(BorrowedObject event);  // wakes every waiter
 
 // A timeout argument: None (or absent) -> -1, otherwise seconds (negative

@@ -9,6 +9,8 @@
 
 namespace grpc_green {
 
+PyObject* ForeignThreadError = nullptr;
+
 namespace {
 
 thread_local Hub* t_hub = nullptr;
@@ -397,7 +399,7 @@ bool Hub::CheckThread() const {
     return false;
   }
   if (!ended_ && PyThread_get_thread_ident() == thread_id_) return true;
-  PyErr_SetString(PyExc_RuntimeError,
+  PyErr_SetString(ended_ ? PyExc_RuntimeError : ForeignThreadError,
                   "grpc_green: this object belongs to another thread's hub; "
                   "create channels and servers in the thread that uses them");
   return false;

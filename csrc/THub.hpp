@@ -78,6 +78,10 @@ class Hub;
 // Imports greenlet's C API; called once from module init.
 bool ImportGreenletApi();
 
+// _core.ForeignThreadError (a RuntimeError): what CheckThread() raises for
+// an object of another live thread's hub. Set at module init.
+extern PyObject* ForeignThreadError;
+
 // An entry of the hub's ready queue, or of its inbox.
 class ReadyNode {
  public:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from types import TracebackType
 from typing import Any, Literal, NoReturn
 
@@ -380,6 +381,22 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future, MessageReader):
         self._requests: _requests.ThreadedRequests | None = None
 
     # iterator (MessageReader)
+    def _read_from_other_thread(self) -> bytes | None:
+        """The next message for a thread other than the one that started
+        the call: read on the call's hub (its thread is waiting in
+        grpc_green, or gets to it), while this thread waits."""
+        done: futures.Future[bytes | None] = futures.Future()
+        call = self._call
+
+        def read() -> None:
+            try:
+                done.set_result(call.read())
+            except BaseException as exc:  # noqa: BLE001  (raised in the reading thread)
+                done.set_exception(exc)
+
+        call.hub().spawn_threadsafe(read)
+        return done.result()
+
     def _reading_ended(self) -> BaseException:
         return StopIteration() if self._call.code == 0 else self
 

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
+from grpc_green import _core
 from grpc_green._api import _INT_TO_STATUS, StatusCode
 
 # ------------------------------------------------------------ status codes
@@ -174,7 +175,10 @@ class MessageReader:
         return self
 
     def __next__(self) -> Any:
-        raw = self._call.read()
+        try:
+            raw = self._call.read()
+        except _core.ForeignThreadError:
+            raw = self._read_from_other_thread()
         if raw is None:
             raise self._reading_ended()
         if self._deserializer is None:
@@ -190,6 +194,11 @@ class MessageReader:
         return message
 
     next = __next__
+
+    def _read_from_other_thread(self) -> bytes | None:
+        """``read()`` for a thread other than the call's: by default it may
+        not (the ForeignThreadError goes on)."""
+        raise
 
     def _reading_ended(self) -> BaseException:
         """What ``next()`` raises once the messages have ended: StopIteration

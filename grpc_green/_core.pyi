@@ -21,6 +21,9 @@ _MetadataOut = tuple[tuple[str, str | bytes], ...]
 
 NGHTTP2_VERSION: str
 
+class ForeignThreadError(RuntimeError):
+    """An object was used from another thread than the one whose hub it belongs to."""
+
 class InvalidMetadataError(ValueError):
     """An illegal metadata key or value (nothing was sent)."""
 
@@ -140,6 +143,9 @@ class Call:
     def trailing_metadata(self) -> _MetadataOut | None: ...
     def cancel(self, code: int, details: str, /) -> bool:
         """True if this ended the call."""
+
+    def hub(self) -> Hub:
+        """The hub the call runs on (another thread hands it work)."""
 
     def is_active(self) -> bool: ...
     def time_remaining(self) -> float | None: ...

@@ -381,3 +381,16 @@ def test_pool_server_left_running_at_exit(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_request_generator_reads_another_call(target):
+    """A request generator (consumed in a worker thread) that reads the
+    responses of another call the caller started: each message is read on
+    the caller's hub and handed over."""
+    with grpc.insecure_channel(target) as channel:
+        count = channel.unary_stream(SERVICE + "/Count")
+        chat = channel.stream_stream(SERVICE + "/Chat")
+        source = count(b"200,0", timeout=30)
+        out = list(chat((b"x" + message for message in source), timeout=30))
+        assert out == [b"x%d" % i for i in range(200)]
+        assert source.code() == grpc.StatusCode.OK
