@@ -40,6 +40,7 @@ from grpc_green._typing import (
     NullaryCallbackType,
     SerializingFunction,
 )
+from grpc_green.hub import Queue
 
 _LOGGER = logging.getLogger(__name__)
 _DESERIALIZE_ERROR = "Exception deserializing request!"
@@ -464,6 +465,9 @@ def _serve(call: _ServerCall, handler: _api.RpcMethodHandler) -> None:
     else:
         behavior = handler.stream_unary if request_streaming else handler.unary_unary
     context = _Context(call)
+    if response_streaming and getattr(behavior, "experimental_non_blocking", False):
+        _stream_from_callback(call, context, handler.response_serializer, behavior, request)
+        return
     try:
         result = behavior(request, context)  # type: ignore[misc]  # the handler's one behavior
     except Exception as exc:  # noqa: BLE001  (the call's status says it; _fail logs it)
@@ -516,6 +520,62 @@ def _stream_responses(
                 _LOGGER.exception("Exception closing the response iterator")
 
 
+_CALL_ENDED = object()
+
+
+def _stream_from_callback(
+    call: _ServerCall,
+    context: _Context,
+    serializer: SerializingFunction | None,
+    behavior: Any,  # called with (request, context, send_response)
+    request: Any,
+) -> None:
+    """grpcio's ``experimental_non_blocking`` behaviors (grpcio-health-
+    checking's ``HealthServicer.Watch``): ``behavior(request, context,
+    send_response)`` returns at once, and ``send_response(message)``, from
+    any thread, sends a response later; ``send_response(None)`` ends the
+    call with the context's status. The responses wait in a queue that this
+    greenlet writes out (unbounded: the application's calls never block,
+    as in grpcio they wait for each message to be sent)."""
+    responses: Queue[Any] = Queue()
+    ended = False
+
+    def send_response(response: Any) -> None:
+        if not ended:
+            responses.put(response)
+
+    if not call.add_callback(lambda: responses.put(_CALL_ENDED)):
+        return  # the call has ended already
+    try:
+        behavior(request, context, send_response)
+    except Exception as exc:  # noqa: BLE001  (the call's status says it; _fail logs it)
+        _fail(call, context, exc, "Exception calling application: ")
+        return
+    try:
+        while True:
+            response = responses.get()
+            if response is _CALL_ENDED:
+                return
+            if response is None:
+                code, details, trailing = context._final(OK, "")
+                call.respond(None, code, details, trailing)
+                return
+            payload = (
+                response
+                if serializer is None
+                else transform(serializer, response, _LOGGER, _SERIALIZE_ERROR)
+            )
+            if not isinstance(payload, bytes):  # FAILED too
+                call.respond(None, INTERNAL, _SERIALIZE_ERROR, None)
+                return
+            if not call.write(payload):
+                return
+    finally:
+        ended = True
+        while not responses.empty():
+            responses.get_nowait()
+
+
 def server(
     thread_pool: futures.Executor | None = None,
     handlers: Sequence[_api.GenericRpcHandler] | None = None,
@@ -543,6 +603,9 @@ def server(
     * its function is marked with ``grpc_green.blocking``;
     * its function has grpcio's ``experimental_thread_pool`` attribute set to
       an executor: it runs in that one.
+
+    grpcio's ``experimental_non_blocking`` response-streaming functions
+    (grpcio-health-checking's ``Watch``) return at once and run in greenlets.
 
     ``thread_pool`` is the executor of blocking handlers, and of nothing
     else: code written for grpcio, which always passes one, keeps its

@@ -65,12 +65,14 @@ class Placement:
     """Where a server runs each handler: in a greenlet of its hub, or in an
     executor. The first rule that applies:
 
-    1. A behavior with grpcio's ``experimental_thread_pool`` attribute set
+    1. grpcio's ``experimental_non_blocking`` response-streaming behaviors
+       (they return at once): the hub.
+    2. A behavior with grpcio's ``experimental_thread_pool`` attribute set
        to an executor: that executor.
-    2. A behavior marked with ``grpc_green.blocking``, every handler when
+    3. A behavior marked with ``grpc_green.blocking``, every handler when
        ``blocking_handlers`` is True, or one whose service or method is
        named in ``blocking_handlers``: the server's executor.
-    3. Otherwise: the hub.
+    4. Otherwise: the hub.
     """
 
     __slots__ = ("everything", "services", "methods")
@@ -109,6 +111,8 @@ class Placement:
     def pool_for(self, method: str, handler: _api.RpcMethodHandler) -> object | None:
         """None (the hub), SERVER_POOL or the behavior's own executor."""
         behavior = behavior_of(handler)
+        if handler.response_streaming and getattr(behavior, "experimental_non_blocking", False):
+            return None
         pool = getattr(behavior, "experimental_thread_pool", None)
         if isinstance(pool, futures.Executor):
             return pool
