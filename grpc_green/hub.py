@@ -15,6 +15,12 @@ on their own threads' hubs at once. ``get_hub()`` gives this thread's hub as
 an object another thread can hold: ``Hub.spawn_threadsafe(fn, *args)`` runs
 ``fn`` in a greenlet on it. A hub whose thread has ended drops wake-ups
 meant for it, and ``spawn_threadsafe`` to it raises RuntimeError.
+
+Blocked hubs: ``start_monitor(max_blocking_time=0.1)`` (or
+``GRPC_GREEN_MONITOR_THREAD=1`` and ``GRPC_GREEN_MAX_BLOCKING_TIME`` in the
+environment) starts a thread that logs, to the ``grpc_green.hub`` logger, a
+hub kept from its loop longer than that, with the stack holding it;
+``stop_monitor()`` stops it. On gevent's hub, gevent's own monitor watches.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ from collections.abc import Callable, Iterable
 from queue import Empty
 from typing import Any, Generic, TypeVar
 
-from grpc_green import _core
+from grpc_green import _core, _monitor
 from grpc_green._hubs import kind, use
+from grpc_green._monitor import start_monitor, stop_monitor
 
 __all__ = [
     "Empty",
@@ -38,6 +45,8 @@ __all__ = [
     "kind",
     "sleep",
     "spawn",
+    "start_monitor",
+    "stop_monitor",
     "use",
 ]
 
@@ -207,3 +216,6 @@ class Queue(Generic[_T]):
         except IndexError:  # another thread's put() woke the last one
             return
         event.set()
+
+
+_monitor.start_from_environment()
