@@ -138,14 +138,25 @@ PyObject* Hub_kind(PyObject* self, void*) {
   return PyUnicode_FromString(HubOf(self)->kind() == Hub::kGevent ? "gevent" : "native");
 }
 
+PyObject* Hub_is_current(PyObject* self, void*) {
+  return PyBool_FromLong(HubOf(self)->is_current());
+}
+
+PyObject* Hub_ended(PyObject* self, void*) { return PyBool_FromLong(HubOf(self)->ended()); }
+
 PyMethodDef Hub_methods[] = {
     {"spawn_threadsafe", GG_METHOD(Hub_spawn_threadsafe), METH_VARARGS,
      "spawn_threadsafe(callable, *args): from any thread, runs callable(*args) in a greenlet "
      "on this hub, waking it at once. RuntimeError if the hub's thread has ended."},
     {nullptr, nullptr, 0, nullptr}};
 
-PyGetSetDef Hub_getset[] = {{"kind", GG_ENTRY(Hub_kind), nullptr, "'native' or 'gevent'.", nullptr},
-                            {nullptr, nullptr, nullptr, nullptr, nullptr}};
+PyGetSetDef Hub_getset[] = {
+    {"kind", GG_ENTRY(Hub_kind), nullptr, "'native' or 'gevent'.", nullptr},
+    {"is_current", GG_ENTRY(Hub_is_current), nullptr, "True in the thread this hub belongs to.",
+     nullptr},
+    {"ended", GG_ENTRY(Hub_ended), nullptr,
+     "True once its thread has ended (or in a forked child): it never runs again.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 // --------------------------------------------------------- hub functions
 
@@ -235,6 +246,15 @@ PyObject* mod_hub_kind(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   return PyUnicode_FromString(hub->kind() == Hub::kGevent ? "gevent" : "native");
 }
 
+PyObject* mod_set_monitored(PyObject*, PyObject* on) {
+  int flag = PyObject_IsTrue(on);
+  if (flag < 0) return nullptr;
+  Hub::SetMonitored(flag);
+  Py_RETURN_NONE;
+}
+
+PyObject* mod_hub_states(PyObject*, PyObject*) { return Hub::States(); }
+
 PyObject* mod_after_fork_in_child(PyObject*, PyObject*) {
   Hub::AfterForkInChild();
   Py_RETURN_NONE;
@@ -245,6 +265,10 @@ PyMethodDef module_methods[] = {
      "_set_hub_selector(fn): fn() -> None (native hub) or the gevent hub, asked once per thread."},
     {"hub_kind", GG_METHOD(mod_hub_kind), METH_FASTCALL,
      "hub_kind(create=False) -> 'native', 'gevent' or None (this thread has no hub yet)."},
+    {"_set_monitored", GG_METHOD(mod_set_monitored), METH_O,
+     "_set_monitored(on): while on, hubs keep the greenlet they last switched to."},
+    {"_hub_states", GG_METHOD(mod_hub_states), METH_NOARGS,
+     "_hub_states() -> [(thread id, steps, polling, greenlet or None)] of the live native hubs."},
     {"_after_fork_in_child", GG_METHOD(mod_after_fork_in_child), METH_NOARGS,
      "Orphans the parent's hubs in a forked child (registered with os.register_at_fork)."},
     {"spawn", GG_METHOD(mod_spawn), METH_VARARGS,

@@ -6,6 +6,13 @@
 // handler, reads, runs it and responds). The call's methods convert
 // arguments and park the handler's greenlet until the engine's hooks wake
 // it.
+//
+// Threads: the methods that act on the call (read, write, respond, ...)
+// run on its hub's thread only. is_active, time_remaining,
+// invocation_metadata, peer and add_callback only read the call (or append
+// to its list of callbacks) and may be called from any thread holding the
+// GIL, which the hub holds whenever it changes the call: a handler running
+// in an executor thread calls them directly (grpc_green/_threads.py).
 #include <Python.h>
 
 #include <memory>

@@ -18,6 +18,7 @@ constexpr size_t kMaxIdleWorkers = 4096;
 // The selector the Python layer registered; lives as long as the module.
 OwnedObject* g_selector = nullptr;
 std::vector<Hub*>* g_hubs = nullptr;  // every live hub of this process
+bool g_monitored = false;             // a monitor thread runs (Hub::SetMonitored)
 const char kCapsuleName[] = "grpc_green.hub";
 const char kThreadKey[] = "grpc_green.hub";
 
@@ -322,6 +323,29 @@ void Hub::AfterForkInChild() {
   g_hubs->clear();
 }
 
+void Hub::SetMonitored(bool on) {
+  g_monitored = on;
+  if (on || !g_hubs) return;
+  for (Hub* hub : *g_hubs) hub->running_.reset();
+}
+
+PyObject* Hub::States() {
+  OwnedObject list = OwnedObject::consuming(PyList_New(0));
+  if (!list) return nullptr;
+  if (!g_hubs) return list.relinquish();
+  for (Hub* hub : *g_hubs) {
+    if (hub->kind_ != kNative || hub->ended()) continue;
+    PyObject* running = hub->running_ ? hub->running_.get() : Py_None;
+    OwnedObject state = OwnedObject::consuming(
+        Py_BuildValue("(kKOO)", hub->thread_id_, static_cast<unsigned long long>(hub->steps_),
+                      hub->polling_ ? Py_True : Py_False, running));
+    if (!state || PyList_Append(list.get(), state.get()) < 0) return nullptr;
+  }
+  return list.relinquish();
+}
+
+bool Hub::is_current() const { return t_hub == this; }
+
 void Hub::Orphan() {
   // The hub object and its loop are left allocated: objects of the parent
   // still point at them, and freeing the native loop would close (and
@@ -587,7 +611,7 @@ bool Hub::AwaitOtherThreads() {
   // word reports the deadlock after all.
   if (!recheck_) recheck_ = io_->NewTimer(&no_op_timer);
   if (!recheck_->Start(1.0)) return false;
-  io_->RunOnce(false);
+  Poll(false);
   recheck_->Stop();
   return true;
 }
@@ -609,8 +633,7 @@ PyObject* Hub::Loop() {
     // Greenlets woken during this pass run in the next one, after a poll
     // that does not wait for anything: greenlets that keep waking one
     // another never starve sockets and timers.
-    bool alive = io_->RunOnce(!ready_.empty());
-    polled_at_ = MonotonicNow();
+    bool alive = Poll(!ready_.empty());
     // A signal interrupts the poll; Python's handlers run here (in the main
     // thread), and what they raise (KeyboardInterrupt) is thrown into the
     // main greenlet first thing in the next pass. The hub lives on: ending
@@ -639,8 +662,19 @@ void Hub::RunReady() {
     auto* w = static_cast<Waiter*>(node);
     if (!w->greenlet_) continue;
     // The waiter may be gone once the switch returns: hold nothing of it.
-    Switched(PyGreenlet_Switch(AsGreenlet(w->greenlet_), wake_args_.get(), nullptr));
+    Switched(SwitchInto(w->greenlet_.get(), wake_args_.get(), false));
   }
+}
+
+PyObject* Hub::SwitchInto(PyObject* g, PyObject* args, bool throw_into) {
+  ++steps_;
+  if (g_monitored) running_ = OwnedObject::owning(g);
+  PyGreenlet* glet = reinterpret_cast<PyGreenlet*>(g);
+  PyObject* r = throw_into ? PyGreenlet_Throw(glet, args, nullptr, nullptr)
+                           : PyGreenlet_Switch(glet, args, nullptr);
+  ++steps_;
+  running_.reset();
+  return r;
 }
 
 void Hub::Discard(ReadyNode* n) noexcept {
@@ -656,9 +690,9 @@ void Hub::RunJob(Job* job) {
   if (job->throw_into) {
     if (!PyGreenlet_ACTIVE(g)) return;
     // An exception instance or class, as greenlet.throw() takes it.
-    Switched(PyGreenlet_Throw(g, job->payload.get(), nullptr, nullptr));
+    Switched(SwitchInto(job->greenlet.get(), job->payload.get(), true));
   } else {
-    Switched(PyGreenlet_Switch(g, job->payload.get(), nullptr));
+    Switched(SwitchInto(job->greenlet.get(), job->payload.get(), false));
   }
 }
 
@@ -717,11 +751,11 @@ PyObject* Hub::PollInline(Waiter* w) {
     ReapGraveyard(false);
     // Flushing (at the end of the last pass) may have woken someone: the
     // stream our RST_STREAM closed, say. Then the poll must not wait.
-    bool alive = io_->RunOnce(!ready_.empty());
-    polled_at_ = MonotonicNow();
+    bool alive = Poll(!ready_.empty());
     if (PyErr_CheckSignals() < 0) return nullptr;  // raised in the main greenlet, as by the hub
     if (ready_.size() == 1 && ready_.front() == w) {
       Unqueue(w);
+      if (g_monitored) running_ = main_greenlet_;
       return Py_NewRef(wake_token_.get());
     }
     if (!ready_.empty() || orphaned_) break;

@@ -59,12 +59,20 @@
 //
 // Waking never allocates: the ready queue and the inbox are intrusive
 // (Waiter is a node).
+//
+// Monitoring (grpc_green/_monitor.py): a native hub counts its steps (loop
+// passes and greenlet switches) and says whether it is in its poll; a
+// monitor thread that finds the count unchanged outside the poll for too
+// long reports the greenlet holding the hub. Both are plain fields, written
+// by the hub's thread and read by the monitor's, each holding the GIL. The
+// greenlet switched to is kept only while a monitor runs.
 // This is the only translation unit that calls greenlet's C API.
 #pragma once
 
 #include <Python.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -171,11 +179,20 @@ class Hub final : public Reactor, private WakeHandler {
   static void SetSelector(BorrowedObject selector);
   // Run in a forked child (os.register_at_fork): orphans every hub.
   static void AfterForkInChild();
+  // While on, hubs keep the greenlet they last switched to (running_).
+  static void SetMonitored(bool on);
+  // For the monitor: [(thread id, steps, polling, greenlet or None)] of
+  // every live native hub. New reference or NULL.
+  static PyObject* States();
 
   ~Hub() override;
 
   Kind kind() const { return kind_; }
   bool orphaned() const { return orphaned_; }
+  // Its thread has ended, or it is a forked parent's: it never runs again.
+  bool ended() const { return ended_ || orphaned_; }
+  // The calling thread's hub (no error set either way).
+  bool is_current() const;
 
   // True when the caller runs on this hub's thread (in this process, while
   // the thread lives); otherwise sets a RuntimeError and returns false.
@@ -210,8 +227,6 @@ class Hub final : public Reactor, private WakeHandler {
   // Is the caller on this hub's thread, and does the hub still run? (No
   // error set either way.)
   bool OnThread() const noexcept;
-  // Its thread has ended: the hub never runs again.
-  bool ended() const { return ended_; }
   // Told once, in the ending thread, when the hub's thread has ended (after
   // its sockets were dropped): what a channel keeps per thread goes then.
   class EndListener {
@@ -328,6 +343,19 @@ class Hub final : public Reactor, private WakeHandler {
   // NULL (error set).
   void Switched(PyObject* result);
 
+  // One poll of the loop, counted for the monitor.
+  bool Poll(bool nowait) {
+    polling_ = true;
+    ++steps_;
+    bool alive = io_->RunOnce(nowait);
+    polling_ = false;
+    ++steps_;
+    polled_at_ = MonotonicNow();
+    return alive;
+  }
+  // Switches into a greenlet the ready queue holds (a step for the monitor).
+  PyObject* SwitchInto(PyObject* g, PyObject* args, bool throw_into);
+
   void RequestDrain() noexcept;
   static PyObject* RunDrain(PyObject* capsule, PyObject* unused);
   // Switches from the current greenlet to the hub; new reference or NULL.
@@ -373,6 +401,9 @@ class Hub final : public Reactor, private WakeHandler {
   unsigned give_way_calls_ = 0;
   std::unique_ptr<Timer> recheck_;  // AwaitOtherThreads() polls a second at most
   std::vector<OwnedObject> idle_workers_;
+  uint64_t steps_ = 0;    // loop passes and switches (the monitor's)
+  bool polling_ = false;  // in the loop's poll
+  OwnedObject running_;   // monitored: the greenlet last switched to
 };
 
 }  // namespace grpc_green

@@ -23,6 +23,7 @@ from grpc_green._channel import secure_channel as secure_channel
 from grpc_green._handlers import *  # noqa: F403
 from grpc_green._handlers import __all__ as _handlers_all
 from grpc_green._server import server as server
+from grpc_green._threads import blocking as blocking
 from grpc_green._version import __version__ as __version__
 
 __all__ = (
@@ -30,6 +31,7 @@ __all__ = (
     + list(_handlers_all)
     + [
         "__version__",
+        "blocking",
         "insecure_channel",
         "secure_channel",
         "server",

@@ -382,9 +382,15 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future, MessageReader):
 
     # iterator (MessageReader)
     def _read_from_other_thread(self) -> bytes | None:
-        """The next message for a thread other than the one that started
-        the call: read on the call's hub (its thread is waiting in
-        grpc_green, or gets to it), while this thread waits."""
+        """The next message for a request iterator's worker thread (a
+        generator reading the responses of another call of the caller): read
+        on the call's hub, whose thread waits in grpc_green meanwhile (it is
+        making the call that consumes the iterator), while this thread
+        waits. Any other thread gets the ForeignThreadError: the thread that
+        started the call may be blocked outside grpc_green, and the read
+        would never come."""
+        if not _requests.in_worker():
+            raise
         done: futures.Future[bytes | None] = futures.Future()
         call = self._call
 

@@ -27,6 +27,7 @@ OK: Final = StatusCode.OK.value[0]
 CANCELLED: Final = StatusCode.CANCELLED.value[0]
 UNKNOWN: Final = StatusCode.UNKNOWN.value[0]
 UNIMPLEMENTED: Final = StatusCode.UNIMPLEMENTED.value[0]
+UNAVAILABLE: Final = StatusCode.UNAVAILABLE.value[0]
 INTERNAL: Final = StatusCode.INTERNAL.value[0]
 
 # StatusCode -> int. grpcio's rule: a code that is not a StatusCode (a plain

@@ -39,6 +39,12 @@ def hub_kind(create: bool = False, /) -> Literal["native", "gevent"] | None: ...
 def _after_fork_in_child() -> None:
     """Orphans the parent's hubs in a forked child."""
 
+def _set_monitored(on: object, /) -> None:
+    """While on, hubs keep the greenlet they last switched to."""
+
+def _hub_states() -> list[tuple[int, int, bool, greenlet | None]]:
+    """(thread id, steps, polling, greenlet last switched to) of each live native hub."""
+
 def spawn(fn: Callable[..., object], /, *args: Any) -> None:
     """Runs ``fn(*args)`` in a pooled greenlet on this thread's hub."""
 
@@ -63,6 +69,14 @@ class Hub:
 
     @property
     def kind(self) -> Literal["native", "gevent"]: ...
+    @property
+    def is_current(self) -> bool:
+        """True in the thread this hub belongs to."""
+
+    @property
+    def ended(self) -> bool:
+        """True once its thread has ended (or in a forked child)."""
+
     def spawn_threadsafe(self, fn: Callable[..., object], /, *args: Any) -> None:
         """From any thread: runs ``fn(*args)`` in a greenlet on this hub, waking
         it at once. RuntimeError if the hub's thread has ended."""

@@ -67,7 +67,11 @@ def _select() -> Any:
     if _policy == "gevent" or _gevent_patched() or _gevent_hub_in_this_thread() is not None:
         import gevent
 
-        return gevent.get_hub()
+        from grpc_green import _monitor
+
+        hub = gevent.get_hub()
+        _monitor.gevent_hub_selected()  # gevent's monitor watches it, if on
+        return hub
     return None
 
 

@@ -286,6 +286,14 @@ class ThreadedRequests:
         self._room_wanted = False
 
 
+_WORKER_THREAD = threading.local()
+
+
+def in_worker() -> bool:
+    """Is this thread one of the workers that run request iterators?"""
+    return getattr(_WORKER_THREAD, "on", False)
+
+
 class _WorkerPool:
     """Daemon threads that run request iterators, reused; as many as are
     needed at once (grpcio starts a thread per call). An idle worker waits
@@ -311,6 +319,7 @@ class _WorkerPool:
         worker.go.release()
 
     def _run(self, worker: _Worker) -> None:
+        _WORKER_THREAD.on = True
         idle = self._idle
         while True:
             job, worker.job = worker.job, None

@@ -22,6 +22,12 @@ stalling the hub: unless it is a list, tuple or the like, it is consumed in
 a worker thread. ``cooperative(iterable)`` marks one that only ever waits on
 the hub (these primitives, grpc_green calls, gevent's) to be consumed inline,
 in a greenlet, as fast as a list.
+
+Blocked hubs: ``start_monitor(max_blocking_time=0.1)`` (or
+``GRPC_GREEN_MONITOR_THREAD=1`` and ``GRPC_GREEN_MAX_BLOCKING_TIME`` in the
+environment) starts a thread that logs, to the ``grpc_green.hub`` logger, a
+hub kept from its loop longer than that, with the stack holding it;
+``stop_monitor()`` stops it. On gevent's hub, gevent's own monitor watches.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from collections.abc import Callable, Iterable, Iterator
 from queue import Empty
 from typing import Any, Generic, TypeVar
 
-from grpc_green import _core
+from grpc_green import _core, _monitor
 from grpc_green._hubs import kind, use
+from grpc_green._monitor import start_monitor, stop_monitor
 
 __all__ = [
     "Cooperative",
@@ -47,6 +54,8 @@ __all__ = [
     "kind",
     "sleep",
     "spawn",
+    "start_monitor",
+    "stop_monitor",
     "use",
 ]
 
@@ -255,3 +264,6 @@ def cooperative(iterable: Iterable[_T]) -> Cooperative[_T]:
     everything is, on gevent's hub once gevent has patched ``threading``.
     """
     return Cooperative(iterable)
+
+
+_monitor.start_from_environment()
