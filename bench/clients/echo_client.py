@@ -25,6 +25,11 @@ TEST is one of
                  greenlets for grpc_green (grpc_green.hub.spawn) and
                  grpcio_gevent (gevent.spawn); counted over a window of
                  --window seconds after --warmup-seconds; per-call latency
+  threads64      64 threading.Thread callers sharing the one channel, each
+                 calling Unary in a loop with its own payload, the same for
+                 every implementation (threaded grpcio code unchanged; under
+                 grpcio_gevent the patched threads are greenlets); counted
+                 like concurrent; --callers does not apply
   server_stream  one ServerStream call asking for N messages of B bytes;
                  count, bytes and positions of what arrives are checked
   client_stream  one ClientStream call whose request iterator yields N
@@ -34,6 +39,12 @@ TEST is one of
                  before yielding the next; every echo compared; per-round-
                  trip latency (grpc_green: the iterator, which waits on a
                  hub.Event, is wrapped in grpc_green.hub.cooperative())
+  bidi_queue     bidi_pingpong as threaded grpcio code writes it: the request
+                 iterator is a plain generator taking the next request from
+                 a queue.Queue that the caller fills after reading each
+                 response, the same for every implementation (grpc_green
+                 consumes it in a worker thread); every echo compared;
+                 per-round-trip latency
   bidi_stream    one BidiStream call, the request iterator over N prebuilt
                  messages without waiting (pipelined); all N must come back
 
@@ -68,7 +79,18 @@ ROOT = os.path.dirname(os.path.dirname(_HERE))
 sys.path.insert(0, os.path.join(ROOT, "bench", "_gen"))
 
 IMPLS = ("grpc_green", "grpcio_sync", "grpcio_gevent")
-TESTS = ("unary", "concurrent", "server_stream", "client_stream", "bidi_pingpong", "bidi_stream")
+TESTS = (
+    "unary",
+    "concurrent",
+    "threads64",
+    "server_stream",
+    "client_stream",
+    "bidi_pingpong",
+    "bidi_queue",
+    "bidi_stream",
+)
+WINDOWED = ("concurrent", "threads64")  # counted over --window, not --count
+THREADS64_CALLERS = 64
 
 
 def parse_args():
@@ -110,7 +132,7 @@ def parse_args():
     args = ap.parse_args()
     if args.count < 1 or args.warmup < 0 or args.callers < 1 or args.window <= 0:
         ap.error("--count, --callers must be >= 1, --warmup >= 0, --window > 0")
-    if args.test != "unary" and args.test != "concurrent" and args.payload_bytes < 4:
+    if args.test not in ("unary",) + WINDOWED and args.payload_bytes < 4:
         ap.error("streaming tests need --payload-bytes >= 4 (the position is in the first 4)")
     if args.gevent_threadpool is not None and args.impl != "grpcio_gevent":
         ap.error("--gevent-threadpool is for grpcio_gevent only")
@@ -144,12 +166,17 @@ if IMPL == "grpcio_gevent":
 if IMPL != "grpc_green" and ("grpc_green" in sys.modules or grpc.__name__ != "grpc"):
     print(json.dumps({"error": "grpc is not grpcio: %s" % grpc.__file__}), flush=True)
     os._exit(1)
+import queue  # noqa: E402  (gevent's under grpcio_gevent: patched above)
+import threading  # noqa: E402
+
 import echo_pb2  # noqa: E402
 
 UNARY_TIMEOUT = 10.0
 STREAM_TIMEOUT = max(1.0, ARGS.hard_limit - 3.0)
-JOIN_SECONDS = 3.0  # concurrent: callers get this long to finish their call after the window
-STALL_SECONDS = 1.0  # concurrent: no call completed for this long in the window = stalled
+# concurrent, threads64: callers get this long to finish their call after the window
+JOIN_SECONDS = 3.0
+# concurrent, threads64: no call completed for this long in the window = stalled
+STALL_SECONDS = 1.0
 # Largest measured run (--min-seconds grows runs up to this). Client-streamed
 # and bidi requests are built up front, each a Python message object of
 # about 0.5 KB.
@@ -158,6 +185,7 @@ MAX_COUNT = {
     "server_stream": 10_000_000,
     "client_stream": 500_000,
     "bidi_pingpong": 500_000,
+    "bidi_queue": 500_000,
     "bidi_stream": 500_000,
 }
 
@@ -216,8 +244,6 @@ elif IMPL == "grpcio_gevent":
     NATIVE_START_THREAD = monkey.get_original("_thread", "start_new_thread")
     NATIVE_SLEEP = monkey.get_original("time", "sleep")
 else:
-    import queue
-    import threading
 
     def rt_spawn(fn, *args):
         t = threading.Thread(target=fn, args=args, daemon=True)
@@ -233,6 +259,11 @@ else:
     rt_requests = iter
     CALLER_KIND = "threads (threading.Thread)"
     NATIVE_START_THREAD, NATIVE_SLEEP = None, time.sleep
+THREAD_KIND = (  # threads64's callers
+    "threads (threading.Thread, patched: greenlets)"
+    if IMPL == "grpcio_gevent"
+    else "threads (threading.Thread)"
+)
 
 
 def emit_and_exit(obj, status):
@@ -328,7 +359,7 @@ def percentiles_us(latencies):
 
 
 def multicallable(channel, test):
-    if test in ("unary", "concurrent"):
+    if test in ("unary",) + WINDOWED:
         return channel.unary_unary(
             "/bench.Echo/Unary",
             request_serializer=echo_pb2.EchoMsg.SerializeToString,
@@ -423,8 +454,16 @@ def run_client_stream(call, messages, n, size, full_check, lat):
 
 
 def run_bidi_pingpong(call, messages, n, size, full_check, lat):
-    box = rt_mailbox()
+    return _ping_pong(call, messages, n, size, lat, rt_mailbox(), rt_requests)
 
+
+def run_bidi_queue(call, messages, n, size, full_check, lat):
+    # grpcio's usual ping-pong, unchanged on every implementation: a plain
+    # generator over a queue.Queue (gevent's under grpcio_gevent's patching).
+    return _ping_pong(call, messages, n, size, lat, queue.Queue(), iter)
+
+
+def _ping_pong(call, messages, n, size, lat, box, wrap):
     def requests():  # consumed by the implementation's own thread or greenlet
         while True:
             msg = box.get()
@@ -438,7 +477,7 @@ def run_bidi_pingpong(call, messages, n, size, full_check, lat):
     last = None
     box.put(messages[0])
     t = clock()
-    responses = call(rt_requests(requests()), timeout=STREAM_TIMEOUT)
+    responses = call(wrap(requests()), timeout=STREAM_TIMEOUT)
     for last in responses:
         append(clock() - t)
         if received >= n or last.payload != messages[received].payload:
@@ -496,9 +535,10 @@ RUNNERS = {
     "server_stream": run_server_stream,
     "client_stream": run_client_stream,
     "bidi_pingpong": run_bidi_pingpong,
+    "bidi_queue": run_bidi_queue,
     "bidi_stream": run_bidi_stream,
 }
-HAS_LATENCY = ("unary", "concurrent", "bidi_pingpong")
+HAS_LATENCY = ("unary", "concurrent", "threads64", "bidi_pingpong", "bidi_queue")
 
 
 def measure_counted(call, out):
@@ -538,9 +578,30 @@ def measure_counted(call, out):
 # --- the concurrent test ------------------------------------------------------------
 
 
+def thread_spawn(fn, *args):
+    t = threading.Thread(target=fn, args=args, daemon=True)
+    t.start()
+    return t
+
+
+def thread_join(thread, timeout):
+    thread.join(timeout)
+    return not thread.is_alive()
+
+
 def measure_concurrent(call, out):
-    """--callers callers in a loop; calls completed in a --window-second window."""
-    n_callers = ARGS.callers
+    """Callers in a loop; calls completed in a --window-second window.
+
+    concurrent: --callers callers of the implementation's kind (rt_spawn);
+    threads64: 64 threading.Thread callers, the main thread sleeping in
+    time.sleep (both gevent's under grpcio_gevent's patching).
+    """
+    if ARGS.test == "threads64":
+        n_callers, kind = THREADS64_CALLERS, THREAD_KIND
+        spawn, join, sleep = thread_spawn, thread_join, time.sleep
+    else:
+        n_callers, kind = ARGS.callers, CALLER_KIND
+        spawn, join, sleep = rt_spawn, rt_join, rt_sleep
     pad = bytes(i % 251 for i in range(max(0, ARGS.payload_bytes - 4)))
     counts = [0] * n_callers  # each caller owns its slot: no lost updates between threads
     lats = [[] for _ in range(n_callers)]
@@ -580,8 +641,8 @@ def measure_concurrent(call, out):
     if call(check, timeout=UNARY_TIMEOUT).payload != check.payload:
         raise CheckFailed("check call: reply does not echo the request")
     PHASE["phase"] = "warm-up"
-    workers = [rt_spawn(caller, i) for i in range(n_callers)]
-    rt_sleep(ARGS.warmup_seconds)
+    workers = [spawn(caller, i) for i in range(n_callers)]
+    sleep(ARGS.warmup_seconds)
     PHASE["phase"] = "window"
     busy0 = machine_busy_seconds()
     srv0 = server_cpu_seconds(ARGS.server_pid)
@@ -593,7 +654,7 @@ def measure_concurrent(call, out):
     slices = max(1, int(round(ARGS.window / 0.25)))
     marks = [(0.0, ops0)]
     for k in range(1, slices + 1):
-        rt_sleep(max(0.0, t0 + ARGS.window * k / slices - clock()))
+        sleep(max(0.0, t0 + ARGS.window * k / slices - clock()))
         marks.append((clock() - t0, sum(counts)))
     state["measuring"] = False
     wall = clock() - t0
@@ -604,7 +665,7 @@ def measure_concurrent(call, out):
     state["stop"] = True
     PHASE["phase"] = "joining callers"
     deadline = clock() + JOIN_SECONDS
-    unfinished = sum(1 for w in workers if not rt_join(w, max(0.0, deadline - clock())))
+    unfinished = sum(1 for w in workers if not join(w, max(0.0, deadline - clock())))
     longest, run_start, last_ops = 0.0, 0.0, None
     for t, ops in marks:
         if ops == last_ops:
@@ -614,7 +675,7 @@ def measure_concurrent(call, out):
     ops = ops1 - ops0
     out["count"] = ops
     out["callers"] = n_callers
-    out["caller_kind"] = CALLER_KIND
+    out["caller_kind"] = kind
     out["longest_no_progress_s"] = round(longest, 2)
     out["callers_unfinished"] = unfinished
     out["calls_before_window"] = ops0
@@ -652,7 +713,7 @@ def main():
     try:
         channel = grpc.insecure_channel("127.0.0.1:%d" % ARGS.port)
         call = multicallable(channel, ARGS.test)
-        if ARGS.test == "concurrent":
+        if ARGS.test in WINDOWED:
             wall, cpu, srv0, srv1, busy0, busy1, lat = measure_concurrent(call, out)
         else:
             wall, cpu, srv0, srv1, busy0, busy1, lat = measure_counted(call, out)
