@@ -17,10 +17,15 @@ Measured, after a warm-up:
   unary          sequential Unary calls/s, one call at a time, p50/p99 latency
   concurrent     Unary calls/s of 64 callers in a loop: threads for grpcio
                  sync, greenlets for grpc_green and grpcio under gevent
+  threads64      Unary calls/s of 64 threading.Thread callers in a loop on one
+                 channel, for every client (under gevent: patched, greenlets)
   server_stream  messages/s received on one ServerStream call
   client_stream  messages/s sent on one ClientStream call (request iterator)
   bidi_pingpong  round trips/s on one BidiStream call: one message out, wait
                  for its echo, repeat; p50/p99 round-trip latency
+  bidi_queue     the same, the request iterator a plain generator over a
+                 queue.Queue filled after each response (grpcio's usual way;
+                 grpc_green consumes it in a worker thread)
   (bidi_stream   messages/s echoed, requests pipelined; not run by default)
 
 Every run checks its answers (echoed payloads, message counts, bytes and
@@ -87,13 +92,24 @@ TESTS = {
     # name: (label, unit)
     "unary": ("unary, sequential", "calls/s"),
     "concurrent": ("unary, {callers} callers", "calls/s"),
+    "threads64": ("unary, 64 threads", "calls/s"),
     "server_stream": ("server streaming", "msgs/s received"),
     "client_stream": ("client streaming", "msgs/s sent"),
     "bidi_pingpong": ("bidi ping-pong", "round trips/s"),
+    "bidi_queue": ("bidi, queue.Queue", "round trips/s"),
     "bidi_stream": ("bidi, pipelined", "msgs/s echoed"),
 }
-DEFAULT_TESTS = ("unary", "concurrent", "server_stream", "client_stream", "bidi_pingpong")
-JOIN_SECONDS = 3.0  # echo_client.py's grace for callers after the concurrent window
+DEFAULT_TESTS = (
+    "unary",
+    "concurrent",
+    "threads64",
+    "server_stream",
+    "client_stream",
+    "bidi_pingpong",
+    "bidi_queue",
+)
+WINDOWED = ("concurrent", "threads64")  # counted over --window after --concurrent-warmup
+JOIN_SECONDS = 3.0  # echo_client.py's grace for callers after the window
 
 
 def test_label(test, args):
@@ -104,6 +120,8 @@ def client_label(client, args, test=None):
     label = CLIENTS[client][0].format(pool=args.gevent_pool)
     if test == "concurrent":
         label += " (%s)" % CLIENTS[client][2]
+    elif test == "threads64" and CLIENTS[client][1] == "grpcio_gevent":
+        label += " (patched: greenlets)"
     return label
 
 
@@ -125,7 +143,7 @@ def ensure_server_binary(path):
 
 def hard_limit(test, count, args):
     """Seconds after which the client gives up on itself (its watchdog thread)."""
-    if test == "concurrent":
+    if test in WINDOWED:
         return 20.0 + args.concurrent_warmup + args.window + JOIN_SECONDS
     # Generous: a client below 1000 messages/s would be broken anyway. Runs
     # grown to --min-seconds take about 1.3x that, plus building their requests.
@@ -157,7 +175,7 @@ def run_client(client, test, count, args, port, server_pid):
         "--hard-limit",
         "%.0f" % limit,
     ]
-    if test == "concurrent":
+    if test in WINDOWED:
         argv += [
             "--callers",
             str(args.callers),
@@ -526,13 +544,13 @@ def main():
         "--window",
         type=float,
         default=2.0,
-        help="concurrent test: measured window, seconds (default 2)",
+        help="concurrent, threads64 tests: measured window, seconds (default 2)",
     )
     ap.add_argument(
         "--concurrent-warmup",
         type=float,
         default=0.5,
-        help="concurrent test: seconds of calls before the window (default 0.5)",
+        help="concurrent, threads64 tests: seconds of calls before the window (default 0.5)",
     )
     ap.add_argument(
         "--gevent-pool",
@@ -586,7 +604,7 @@ def main():
             "--unary-calls, --stream-messages, --repeats, --callers, --gevent-pool must "
             "be >= 1, --warmup and --concurrent-warmup >= 0, --window > 0"
         )
-    if args.payload_bytes < (4 if set(args.tests) - {"unary", "concurrent"} else 0):
+    if args.payload_bytes < (4 if set(args.tests) - {"unary", *WINDOWED} else 0):
         ap.error("streaming tests need --payload-bytes >= 4")
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
