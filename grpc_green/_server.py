@@ -596,9 +596,10 @@ def server(
     ``thread_pool``, as grpcio code always passes one, on a hub thread of
     its own, as grpcio's server serves from threads of its own: after
     ``start()`` this thread may sleep or block on anything, and the methods
-    called from other threads are handed to the server's thread. (Once
-    gevent has patched threading, threads are greenlets and the server runs
-    on gevent's hub either way.)
+    called from other threads are handed to the server's thread. On
+    gevent's hub the server runs on this thread's hub either way (once
+    gevent has patched threading, threads are greenlets and block
+    cooperatively).
 
     A handler in a greenlet must not block the OS thread: ``time.sleep``, a
     blocking driver or a ``threading`` lock held for long stops every call
@@ -632,7 +633,7 @@ def server(
             handlers, interceptors, options, maximum_concurrent_rpcs, thread_pool, blocking_handlers
         )
 
-    if thread_pool is not None and not _hubs._gevent_patched():
+    if thread_pool is not None and _hubs.kind() == "native":
         from grpc_green._server_thread import ThreadedServer
 
         return ThreadedServer(make)  # type: ignore[return-value]

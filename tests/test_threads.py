@@ -285,6 +285,14 @@ def test_short_lived_threads_leave_nothing_behind(target):
 # --------------------------------------------- a server given a thread pool
 
 
+# On gevent's hub a server runs on its maker's hub, thread pool or not
+# (threads block cooperatively once gevent has patched them).
+pool_server_test = pytest.mark.skipif(
+    USING_GREEN and grpc.hub.kind() == "gevent",
+    reason="a server given a thread pool gets a thread of its own on the native hub",
+)
+
+
 def _pool_server():
     """grpcio's usual server: made with a thread pool, by a plain thread."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -294,6 +302,7 @@ def _pool_server():
     return server, "127.0.0.1:%d" % port
 
 
+@pool_server_test
 def test_pool_server_serves_while_its_thread_blocks():
     """After start(), the thread that made the server may sleep, wait on
     threading primitives or on a pool of client threads: the server goes on
@@ -322,6 +331,7 @@ def test_pool_server_serves_while_its_thread_blocks():
     assert server.wait_for_termination(0) is False
 
 
+@pool_server_test
 def test_pool_server_stop_and_termination_from_other_threads():
     server, target = _pool_server()
     with grpc.insecure_channel(target) as channel:
@@ -342,6 +352,7 @@ def test_pool_server_stop_and_termination_from_other_threads():
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+@pool_server_test
 def test_pool_server_dropped_closes_its_port():
     server, target = _pool_server()
     with grpc.insecure_channel(target) as channel:
@@ -360,6 +371,7 @@ def test_pool_server_dropped_closes_its_port():
     raise AssertionError("the dropped server still answers")
 
 
+@pool_server_test
 def test_pool_server_left_running_at_exit(tmp_path):
     """A script that starts a server with a pool and ends without stopping
     it exits cleanly, as with grpcio."""
