@@ -56,9 +56,12 @@ class _Monitor:
         self.running = True
         # thread id -> (the hub's step count, when first seen, reported)
         self._seen: dict[int, tuple[int, float, bool]] = {}
+        # Looked up here, in the starting thread: the monitor's thread must
+        # not import gevent.monkey while another thread is importing it.
+        self._sleep = original("time", "sleep")
 
     def run(self) -> None:
-        sleep = original("time", "sleep")
+        sleep = self._sleep
         while self.running:
             sleep(self.interval)
             if not self.running:
