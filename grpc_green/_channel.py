@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from concurrent import futures
 from types import TracebackType
 from typing import Any, Literal, NoReturn
 
@@ -20,6 +19,7 @@ from grpc_green._common import (
     int_to_status_code,
     transform,
 )
+from grpc_green._threads import call_on_hub
 from grpc_green._typing import (
     ChannelArgumentType,
     DeserializingFunction,
@@ -391,17 +391,7 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future, MessageReader):
         would never come."""
         if not _requests.in_worker():
             raise
-        done: futures.Future[bytes | None] = futures.Future()
-        call = self._call
-
-        def read() -> None:
-            try:
-                done.set_result(call.read())
-            except BaseException as exc:  # noqa: BLE001  (raised in the reading thread)
-                done.set_exception(exc)
-
-        call.hub().spawn_threadsafe(read)
-        return done.result()
+        return call_on_hub(self._call.hub(), self._call.read)
 
     def _reading_ended(self) -> BaseException:
         return StopIteration() if self._call.code == 0 else self

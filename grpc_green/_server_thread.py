@@ -19,6 +19,7 @@ from concurrent import futures
 from typing import Any, TypeVar
 
 from grpc_green import _api, _core, hub
+from grpc_green._threads import call_on_hub
 
 _T = TypeVar("_T")
 
@@ -104,17 +105,8 @@ class ThreadedServer(_api.Server):
         """fn(*args) on the server's thread; its result or exception here."""
         if threading.get_ident() == self._thread_hub.ident:
             return fn(*args)
-        done: futures.Future[_T] = futures.Future()
-
-        def run() -> None:
-            try:
-                done.set_result(fn(*args))
-            except BaseException as exc:  # noqa: BLE001  (raised in the caller's thread)
-                done.set_exception(exc)
-
         assert self._thread_hub.hub is not None
-        self._thread_hub.hub.spawn_threadsafe(run)
-        return done.result()
+        return call_on_hub(self._thread_hub.hub, fn, *args)
 
     def _watch_termination(self) -> None:
         terminated = self._terminated

@@ -27,6 +27,7 @@ from grpc_green._typing import MetadataType, NullaryCallbackType
 __all__ = ["blocking"]
 
 _MARK: Final = "_grpc_green_blocking"
+_T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -140,6 +141,21 @@ def original(module: str, name: str) -> Any:
     if monkey is not None:
         return monkey.get_original(module, name)
     return getattr(__import__(module), name)
+
+
+def call_on_hub(hub: _core.Hub, fn: Callable[..., _T], *args: Any) -> _T:
+    """fn(*args) in a greenlet of ``hub`` (another thread's); its result or
+    exception here, where the caller waits with an OS wait."""
+    done: futures.Future[_T] = futures.Future()
+
+    def run() -> None:
+        try:
+            done.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001  (raised in the waiting thread)
+            done.set_exception(exc)
+
+    hub.spawn_threadsafe(run)
+    return done.result()
 
 
 def _new_lock() -> Any:
